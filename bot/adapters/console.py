@@ -1,0 +1,250 @@
+"""The terminal chat: the whole course with no platform, the default way to try it.
+
+Lessons print as chat messages, options are numbered, reflections are typed.
+It reads lines, so a script can drive it through a pipe as well as a person
+at a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from bot.app import App
+from bot.coach import CoachError
+from bot.lessons.course import Language
+from bot.lessons.messages import (
+    Actions,
+    CertificateCard,
+    ChecklistCard,
+    Choice,
+    FeedbackCard,
+    LessonCard,
+    Message,
+    ModuleProgress,
+    ProgressCard,
+    QuestionCard,
+    QuizResult,
+    ReflectionPrompt,
+    Text,
+)
+from bot.settings import org_profile
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "console"
+ORGANISATION_ID = "local"
+BAR_WIDTH = 10
+
+ReadLine = Callable[[], Awaitable[str | None]]
+
+
+async def read_stdin() -> str | None:
+    """One line from standard input, or None at its end."""
+    line = await asyncio.to_thread(sys.stdin.readline)
+    return line if line else None
+
+
+def bar(progress: ModuleProgress) -> str:
+    filled = round(BAR_WIDTH * progress.done / progress.total) if progress.total else BAR_WIDTH
+    return "█" * filled + "░" * (BAR_WIDTH - filled) + f" {progress.done}/{progress.total}"
+
+
+@dataclass
+class Prompt:
+    """What the learner's next line answers: numbered choices or free text."""
+
+    choices: list[Choice] = field(default_factory=list)
+    reflection: ReflectionPrompt | None = None
+
+
+class ConsoleChat:
+    def __init__(self, app: App, read: ReadLine = read_stdin, out: TextIO = sys.stdout) -> None:
+        self.app = app
+        self.read = read
+        self.out = out
+        self.lang: Language = app.course.language(None)
+        self.enrolment_id = 0
+        self.prompt = Prompt()
+
+    async def run(self, name: str | None, language: str | None, track: str | None) -> int:
+        self.lang = self.app.course.language(language)
+        coach = self.app.coach
+        profile = org_profile(self.app.settings)
+        org = await coach.organisation(PLATFORM, ORGANISATION_ID, profile.name or "—", profile)
+        name = name or await self._returning_name(org.id) or await self._ask_name()
+        if name is None:
+            return 0
+
+        person = await coach.person(org.id, name.casefold(), name, language=language)
+        enrolment = await coach.current_enrolment(person.id)
+        if enrolment is None:
+            enrolment, _ = await coach.enrol(person.id, track or "core", language)
+            greeting = "chat.welcome"
+        else:
+            enrolment = await coach.set_preferences(enrolment.id, language, track)
+            greeting = "chat.welcome_back"
+        self.enrolment_id = enrolment.id
+        self.lang = self.app.course.language(enrolment.language)
+        track_name = self.lang.s(f"track.{enrolment.track}")
+        self.say(self.lang.s(greeting, name=name, title=self.lang.text.title, track=track_name))
+        self.show(await coach.resume(enrolment.id))
+        return await self._loop()
+
+    async def _returning_name(self, organisation_id: int) -> str | None:
+        return await self.app.coach.last_person_name(PLATFORM, organisation_id)
+
+    async def _ask_name(self) -> str | None:
+        self.say(self.lang.s("chat.ask_name"))
+        while True:
+            line = await self._input()
+            if line is None:
+                return None
+            if line.strip():
+                return line.strip()[:200]
+
+    async def _loop(self) -> int:
+        while True:
+            line = await self._input()
+            if line is None or self._is(line, "quit"):
+                self.say(self.lang.s("chat.bye"))
+                return 0
+            try:
+                self.show(await self._handle(line.strip()))
+            except CoachError as error:
+                self.say(self.lang.s(error.key))
+
+    async def _handle(self, line: str) -> list[Message]:
+        coach = self.app.coach
+        if self._is(line, "help"):
+            return [Text(self.lang.s("chat.help"))]
+        if self._is(line, "progress"):
+            return await coach.progress(self.enrolment_id)
+        if self._is(line, "next"):
+            return await coach.next(self.enrolment_id)
+        if self.prompt.reflection is not None:
+            return await self._reflect(line)
+        choice = self._choice(line)
+        if choice is None:
+            return [Text(self._not_understood())]
+        return await coach.handle(self.enrolment_id, choice.action, choice.value)
+
+    async def _reflect(self, line: str) -> list[Message]:
+        prompt = self.prompt.reflection
+        if not line:
+            return [Text(self.lang.s("chat.reflection_empty"))]
+        text = None if self._is(line, "skip") else line
+        return await self.app.coach.reflect(self.enrolment_id, prompt.lesson_id, text)
+
+    def _choice(self, line: str) -> Choice | None:
+        if line.isdigit() and 1 <= int(line) <= len(self.prompt.choices):
+            return self.prompt.choices[int(line) - 1]
+        return None
+
+    def _not_understood(self) -> str:
+        if self.prompt.choices:
+            return self.lang.s("chat.not_understood", count=len(self.prompt.choices))
+        return self.lang.s("chat.nothing_to_choose")
+
+    def _is(self, line: str, command: str) -> bool:
+        words = self.lang.s(f"chat.command.{command}").split("|")
+        return line.strip().casefold() in {command, *words}
+
+    async def _input(self) -> str | None:
+        self.out.write("> ")
+        self.out.flush()
+        return await self.read()
+
+    # -- printing ---------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self.out.write(text.rstrip() + "\n\n")
+        self.out.flush()
+
+    def show(self, messages: list[Message]) -> None:
+        """Print the coach's messages and remember what the next line answers."""
+        prompt = Prompt()
+        for message in messages:
+            self.say(self._render(message, prompt))
+        if prompt.choices or prompt.reflection is not None:
+            self.prompt = prompt
+        prompt = self.prompt
+        if prompt.reflection is not None:
+            self.say(self.lang.s("chat.reflection_hint"))
+        elif prompt.choices:
+            self.say(self.lang.s("chat.choose", count=len(prompt.choices)))
+
+    def _render(self, message: Message, prompt: Prompt) -> str:
+        match message:
+            case LessonCard():
+                return self._lesson(message)
+            case QuestionCard():
+                prompt.choices = list(message.options)
+                return "\n".join(
+                    [f"❓ {message.heading}", message.prompt, *self._numbered(message.options)]
+                )
+            case FeedbackCard():
+                mark = "✅" if message.correct else "💡"
+                points = self.lang.s("chat.points", points=message.points) if message.points else ""
+                return f"{mark} {message.heading} {points}".rstrip() + f"\n{message.text}"
+            case ReflectionPrompt():
+                prompt.reflection = message
+                return f"✍️  {message.heading}\n{message.prompt}"
+            case ChecklistCard():
+                prompt.choices = [message.confirm]
+                items = [f"  ☐ {text}" for _, text in message.items]
+                return "\n".join(
+                    [
+                        f"📋 {message.heading}",
+                        message.intro,
+                        "",
+                        *items,
+                        "",
+                        *self._numbered([message.confirm]),
+                    ]
+                )
+            case QuizResult():
+                return "\n".join([f"🏁 {message.heading}", message.text, *message.missed_topics])
+            case CertificateCard():
+                return self._certificate(message)
+            case ProgressCard():
+                rows = [f"  {bar(module)}  {module.title}" for module in message.modules]
+                return "\n".join([f"📊 {message.heading}", *rows, message.summary])
+            case Actions():
+                prompt.choices = list(message.choices)
+                return "\n".join([message.text, *self._numbered(message.choices)])
+            case Text():
+                return message.text
+        raise TypeError(f"no rendering for {type(message).__name__}")
+
+    def _lesson(self, card: LessonCard) -> str:
+        lines = [
+            f"━━ {card.module_title}  {bar(card.progress)}",
+            f"📘 {card.title}",
+            "",
+            card.text,
+            "",
+            f"💡 {card.tip_label}: {card.tip}",
+        ]
+        if card.media_url:
+            lines.append(f"🔗 {card.media_label}: {card.media_url}")
+        return "\n".join(lines)
+
+    def _certificate(self, card: CertificateCard) -> str:
+        lines = [
+            f"🎓 {card.heading}",
+            card.text,
+            self.lang.s("chat.certificate_code", code=card.code),
+            self.lang.s("chat.certificate_verify", url=card.verify_url),
+        ]
+        if card.pdf_path:
+            lines.append(self.lang.s("chat.certificate_written", path=card.pdf_path))
+        return "\n".join(lines)
+
+    @staticmethod
+    def _numbered(choices: list[Choice] | tuple[Choice, ...]) -> list[str]:
+        return [f"  {index}) {choice.label}" for index, choice in enumerate(choices, start=1)]

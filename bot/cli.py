@@ -1,0 +1,141 @@
+"""The nis2-coach command: content check, chat, db upgrade, certificate verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import certificate as certificates
+from bot import dates
+from bot.app import open_app
+from bot.lessons.loader import ContentError, load_course
+from bot.lessons.models import TRACKS
+from bot.settings import Settings, SettingsError
+from bot.store.models import Certificate
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nis2-coach", description="NIS2 awareness training in chat, with evidence."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    chat = commands.add_parser("chat", help="take the course in the terminal")
+    chat.add_argument("--lang", choices=["da", "en"], help="language of the course")
+    chat.add_argument("--track", choices=TRACKS, help="core, or an add-on track")
+    chat.add_argument("--name", help="your name, as it appears on the certificate")
+
+    content = commands.add_parser("content", help="work with the course content")
+    content_commands = content.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = content_commands.add_parser("check", help="check the course and print a summary")
+    check.add_argument("dir", nargs="?", type=Path, help="content folder (default: CONTENT_DIR)")
+
+    db = commands.add_parser("db", help="database administration")
+    db_commands = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    db_commands.add_parser("upgrade", help="apply the database migrations")
+
+    cert = commands.add_parser("certificate", help="certificates")
+    cert_commands = cert.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = cert_commands.add_parser("verify", help="print valid, expired, revoked or unknown")
+    verify.add_argument("code")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"nis2-coach: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+
+    if args.command == "content":
+        return content_check(args.dir or settings.content_dir)
+    runners: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
+        "chat": run_chat,
+        "db": run_db_upgrade,
+        "certificate": run_verify,
+    }
+    try:
+        return asyncio.run(runners[args.command](args, settings))
+    except ContentError as error:
+        print(f"nis2-coach: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except SettingsError as error:
+        print(f"nis2-coach: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def content_check(folder: Path) -> int:
+    try:
+        course = load_course(folder)
+    except ContentError as error:
+        print(f"nis2-coach: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    summary = course.summary()
+    print(f"content OK: {course.meta.id} {course.version} ({course.content_hash[:12]})")
+    print(f"  languages:   {summary['languages']} ({', '.join(course.languages)})")
+    print(f"  modules:     {summary['modules']}")
+    print(
+        f"  lessons:     {summary['lessons']} (core {summary['core']}, management "
+        f"{summary['management']}, technical {summary['technical']})"
+    )
+    print(f"  questions:   {summary['questions']} in lessons, {summary['quiz']} in the final quiz")
+    print(f"  reflections: {summary['reflections']}")
+    print(f"  checklist:   {summary['checklist']} items")
+    return EXIT_OK
+
+
+async def run_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.adapters.console import ConsoleChat
+
+    async with open_app(settings) as app:
+        return await ConsoleChat(app).run(args.name, args.lang, args.track)
+
+
+async def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings):
+        print("database is up to date")
+    return EXIT_OK
+
+
+async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    code = certificates.normalise_code(args.code)
+    async with open_app(settings) as app, app.db.session() as session:
+        query = select(Certificate).filter_by(code=code)
+        certificate = (await session.execute(query)).scalar_one_or_none()
+    state = certificates.status(certificate)
+    print(state)
+    if certificate is not None:
+        issued = dates.format_date(certificate.issued_at, "en")
+        expires = dates.format_date(certificate.expires_at, "en")
+        print(f"  {certificate.learner_name}, {certificate.organisation_name}")
+        print(
+            f"  {certificate.course_title} {certificate.course_version}, score "
+            f"{round(certificate.score * 100)} %, issued {issued}, expires {expires}"
+        )
+        if certificate.revoked_at:
+            print(f"  revoked: {certificate.revoked_reason or ''}")
+    return EXIT_OK if state == "valid" else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

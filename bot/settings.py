@@ -1,0 +1,86 @@
+"""Settings from the environment (and an optional organisation YAML file), validated once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.lessons.course import OrgProfile
+from bot.store.db import DEFAULT_URL
+
+REPO_CONTENT = Path(__file__).resolve().parent.parent / "content"
+
+# Environment variable -> organisation setting, for the terminal and single-org installs.
+ORG_ENV = {
+    "ORG_NAME": "name",
+    "INCIDENT_CONTACT": "incident_contact",
+    "INCIDENT_PHONE": "incident_phone",
+    "INCIDENT_CHANNEL": "incident_channel",
+    "HELPDESK": "helpdesk",
+    "PASSWORD_MANAGER": "password_manager",
+    "AI_TOOL": "ai_tool",
+    "SECURITY_POLICY_URL": "security_policy_url",
+    "INCIDENT_PROCEDURE_URL": "incident_procedure_url",
+}
+
+
+class SettingsError(Exception):
+    """A setting has a value the product cannot use; the message says which and why."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    database_url: str = DEFAULT_URL
+    content_dir: Path = REPO_CONTENT
+    org_file: Path = Path("organisation.yaml")
+    certificate_dir: Path = Path("certificates")
+    certificate_base_url: str = "http://localhost:3000/certificates/"
+    certificate_valid_months: int = Field(default=12, ge=1, le=120)
+    log_level: str = "WARNING"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        names = {name: name.upper() for name in cls.model_fields}
+        values = {name: env[key] for name, key in names.items() if env.get(key)}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = names.get(str(first["loc"][0]), str(first["loc"][0]))
+            raise SettingsError(f"setting {key}: {first['msg']}") from None
+
+    def verify_url(self, code: str) -> str:
+        return self.certificate_base_url.rstrip("/") + "/" + code
+
+
+def org_profile(settings: Settings, env: Mapping[str, str] | None = None) -> OrgProfile:
+    """The organisation's details: the YAML file first, environment variables over it."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    if settings.org_file.is_file():
+        values.update(_read_org_file(settings.org_file))
+    values.update({field: env[key] for key, field in ORG_ENV.items() if env.get(key)})
+    try:
+        return OrgProfile.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SettingsError(f"{settings.org_file}: {where}: {first['msg']}") from None
+
+
+def _read_org_file(path: Path) -> dict[str, object]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise SettingsError(f"{path}:{line}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}:1: expected a mapping of settings")
+    return data

@@ -1,0 +1,17 @@
+"""Alembic runs on the connection our Database hands it; offline mode is not used."""
+
+from alembic import context
+
+from bot.store.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with 'nis2-coach db upgrade'")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()
