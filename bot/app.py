@@ -31,7 +31,7 @@ async def open_app(settings: Settings, migrate: bool = True) -> AsyncIterator[Ap
     A broken course raises ContentError before anything else is touched.
     """
     course = load_course(settings.content_dir)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, settings.database_schema)
     try:
         if migrate:
             await db.upgrade()

@@ -36,6 +36,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     database_url: str = DEFAULT_URL
+    database_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     content_dir: Path = REPO_CONTENT
     org_file: Path = Path("organisation.yaml")
     certificate_dir: Path = Path("certificates")

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from bot.coach import Coach
-from bot.lessons.course import Course, OrgProfile
+from bot.lessons.course import Course
 from bot.lessons.loader import load_course
 from bot.settings import REPO_CONTENT, Settings
 from bot.store.db import Database
@@ -59,7 +59,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_URL)
     await admin.execute(f'CREATE SCHEMA "{schema}"')
-    database = Database(PG_URL, connect_args={"server_settings": {"search_path": schema}})
+    database = Database(PG_URL, schema=schema)
     try:
         await database.upgrade()
         yield database
@@ -73,6 +73,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
 def settings(tmp_path: Path, db: Database) -> Settings:
     return Settings(
         database_url=db.url,
+        database_schema=db.schema,
         certificate_dir=tmp_path / "certificates",
         org_file=tmp_path / "no-organisation.yaml",
     )
@@ -81,18 +82,3 @@ def settings(tmp_path: Path, db: Database) -> Settings:
 @pytest.fixture
 def coach(course: Course, db: Database, settings: Settings) -> Coach:
     return Coach(course, db, settings)
-
-
-async def new_learner(
-    coach: Coach,
-    name: str = "Ada Lovelace",
-    language: str = "en",
-    track: str = "core",
-    profile: OrgProfile | None = None,
-    org: str = "acme",
-) -> int:
-    """An organisation, a person and their enrolment; returns the enrolment id."""
-    organisation = await coach.organisation("test", org, org.title(), profile or OrgProfile())
-    person = await coach.person(organisation.id, name.casefold(), name, language=language)
-    enrolment, _ = await coach.enrol(person.id, track, language)
-    return enrolment.id

@@ -139,8 +139,8 @@ def test_string_missing_in_one_language(copy: Path) -> None:
     path = copy / "da" / "strings.yaml"
     edit(path, "button.retry_quiz:", "# button.retry_quiz:")
     message = problems(copy)
-    expected = r"content/da/strings\.yaml:\d+: string 'button\.retry_quiz' is missing \(present in en\)"
-    assert re.search(expected, message), message
+    expected = r"content/da/strings\.yaml:\d+: string 'button\.retry_quiz' is missing"
+    assert re.search(expected + r" \(present in en\)", message), message
 
 
 def test_unknown_provision_and_placeholder(copy: Path) -> None:

@@ -57,12 +57,15 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """The engine and session factory, opened once at start-up and disposed at shutdown."""
 
-    def __init__(self, url: str = DEFAULT_URL, connect_args: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str = DEFAULT_URL, schema: str | None = None) -> None:
         self.url = async_url(url)
+        self.schema = schema
         self.is_sqlite = self.url.startswith("sqlite")
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
-        options["connect_args"] = {"timeout": 30} if self.is_sqlite else {}
-        options["connect_args"].update(connect_args or {})
+        if self.is_sqlite:
+            options["connect_args"] = {"timeout": 30}
+        elif schema:
+            options["connect_args"] = {"server_settings": {"search_path": schema}}
         self.engine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
