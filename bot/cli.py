@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--lang", choices=["da", "en"], help="language of the course")
     chat.add_argument("--track", choices=TRACKS, help="core, or an add-on track")
     chat.add_argument("--name", help="your name, as it appears on the certificate")
+
+    serve = commands.add_parser("serve", help="run the web server (Slack, Teams, /healthz)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    serve.add_argument("--port", type=int, help="port (default: $PORT or 3000)")
 
     content = commands.add_parser("content", help="work with the course content")
     content_commands = content.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return content_check(args.dir or settings.content_dir)
     runners: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
         "chat": run_chat,
+        "serve": run_serve,
         "db": run_db_upgrade,
         "certificate": run_verify,
     }
@@ -109,6 +115,28 @@ async def run_chat(args: argparse.Namespace, settings: Settings) -> int:
 
     async with open_app(settings) as app:
         return await ConsoleChat(app).run(args.name, args.lang, args.track)
+
+
+async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from bot import server
+
+    async with open_app(settings) as app:
+        runner = web.AppRunner(server.build(app), access_log=None)
+        await runner.setup()
+        port = args.port or settings.port
+        await web.TCPSite(runner, args.host, port).start()
+        logger.warning("serving on http://%s:%s (stop with Ctrl-C)", args.host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+    return EXIT_OK
 
 
 async def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

@@ -244,6 +244,7 @@ class Coach:
             "skip_reflection": lambda eid, lesson_id, _event: self.reflect(eid, lesson_id, None),
             "confirm_checklist": lambda eid, _value, _event: self.confirm_checklist(eid),
             "retry_quiz": lambda eid, _value, _event: self.next(eid),
+            "pause": lambda eid, _value, _event: self.pause(eid),
         }
         handler = handlers.get(action)
         if handler is None:
@@ -267,7 +268,54 @@ class Coach:
         """Go on: the open step, else the next lesson now, else the checklist or quiz."""
         async with self.db.session() as session:
             journey = await self._journey(session, enrolment_id)
+            self._ensure_taking_part(journey)
+            if journey.enrolment.status == "paused":
+                journey.enrolment.status = "active"
             return await self._present(session, journey, advance=True)
+
+    async def pause(self, enrolment_id: int) -> list[Message]:
+        """Hold daily lessons (a holiday, say) until the learner asks for the next one."""
+        async with self.db.session() as session:
+            journey = await self._journey(session, enrolment_id)
+            self._ensure_taking_part(journey)
+            if journey.enrolment.status == "active":
+                journey.enrolment.status = "paused"
+            resume = Choice("next", "", journey.lang.s("button.next_lesson"))
+            return [Actions(journey.lang.s("lesson.paused"), (resume,))]
+
+    @staticmethod
+    def _ensure_taking_part(journey: Journey) -> None:
+        if journey.enrolment.status == "unenrolled" or not journey.person.active:
+            raise CoachError("error.not_enrolled")
+
+    async def find_learner(
+        self, platform: str, organisation_external_id: str, user_id: str
+    ) -> tuple[Person, Enrolment | None] | None:
+        """The person behind a platform user, with their newest enrolment."""
+        async with self.db.session() as session:
+            query = (
+                select(Person)
+                .join(Organisation, Organisation.id == Person.organisation_id)
+                .where(
+                    Organisation.platform == platform,
+                    Organisation.external_id == organisation_external_id,
+                    Person.platform_user_id == user_id,
+                )
+            )
+            person = (await session.execute(query)).scalar_one_or_none()
+            if person is None:
+                return None
+            query = select(Enrolment).filter_by(person_id=person.id)
+            query = query.order_by(Enrolment.cycle.desc()).limit(1)
+            return person, (await session.execute(query)).scalar_one_or_none()
+
+    async def update_profile(self, organisation_id: int, profile: OrgProfile) -> Organisation:
+        """Store an organisation's details (incident contact, helpdesk, policy links)."""
+        async with self.db.session() as session:
+            organisation = await session.get_one(Organisation, organisation_id)
+            organisation.settings = profile.model_dump(exclude_none=True)
+            organisation.name = profile.name or organisation.name
+            return organisation
 
     async def answer(
         self,
@@ -366,6 +414,24 @@ class Coach:
             journey = await self._journey(session, enrolment_id)
             reply: list[Message] = [Text(journey.lang.s("checklist.thanks"))]
             return reply + await self._present(session, journey, advance=True)
+
+    async def profile_for(self, platform: str, external_id: str) -> OrgProfile:
+        """An organisation's details, or an empty profile when it is not known yet."""
+        async with self.db.session() as session:
+            query = select(Organisation.settings).filter_by(
+                platform=platform, external_id=external_id
+            )
+            settings = (await session.execute(query)).scalar_one_or_none()
+            return OrgProfile.model_validate(settings or {})
+
+    async def enrolment(self, enrolment_id: int) -> Enrolment:
+        async with self.db.session() as session:
+            return await session.get_one(Enrolment, enrolment_id)
+
+    async def certificate_of(self, enrolment_id: int) -> Certificate | None:
+        async with self.db.session() as session:
+            query = select(Certificate).filter_by(enrolment_id=enrolment_id)
+            return (await session.execute(query)).scalar_one_or_none()
 
     async def progress(self, enrolment_id: int) -> list[Message]:
         async with self.db.session() as session:
@@ -639,6 +705,7 @@ class Coach:
         return (
             Choice("next", "", lang.s("button.next_lesson")),
             Choice("progress", "", lang.s("button.progress")),
+            Choice("pause", "", lang.s("button.pause")),
         )
 
     # -- module 6: checklist, quiz, certificate ---------------------------------------------

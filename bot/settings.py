@@ -43,6 +43,43 @@ class Settings(BaseModel):
     certificate_base_url: str = "http://localhost:3000/certificates/"
     certificate_valid_months: int = Field(default=12, ge=1, le=120)
     log_level: str = "WARNING"
+    default_language: str = "en"
+    port: int = Field(default=3000, ge=1, le=65535)
+    admin_user_ids: str = ""
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    slack_api_url: str | None = None
+    slack_socket_ping: float = Field(default=10, gt=0)
+
+    @property
+    def admins(self) -> frozenset[str]:
+        """Platform user ids that are admins whatever their role in the workspace."""
+        return frozenset(part.strip() for part in self.admin_user_ids.split(",") if part.strip())
+
+    def slack_mode(self) -> str | None:
+        """oauth, socket or http, from the settings present; None when Slack is off."""
+        if self.slack_client_id and self.slack_client_secret and self.slack_signing_secret:
+            return "oauth"
+        if self.slack_app_token and self.slack_bot_token:
+            return "socket"
+        if self.slack_bot_token and self.slack_signing_secret:
+            return "http"
+        return None
+
+    def slack_missing(self) -> list[str]:
+        """The settings each Slack mode still lacks, for the start-up log."""
+        modes = {
+            "http": ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"],
+            "socket": ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"],
+            "oauth": ["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_SIGNING_SECRET"],
+        }
+        return [
+            f"{mode}: {', '.join(name for name in names if not getattr(self, name.lower()))}"
+            for mode, names in modes.items()
+        ]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

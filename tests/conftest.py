@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -20,21 +19,27 @@ from bot.store.db import Database
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def _postgres_reason() -> str | None:
-    """None when the test PostgreSQL answers, else why its tests skip."""
-
-    async def probe() -> None:
-        connection = await asyncpg.connect(PG_URL, timeout=3)
-        await connection.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as error:  # any failure to connect means: no PostgreSQL here
-        return f"PostgreSQL at {PG_URL} is not reachable ({type(error).__name__})"
-    return None
+_POSTGRES: dict[str, str | None] = {}
 
 
-POSTGRES_MISSING = _postgres_reason()
+async def postgres_missing() -> str | None:
+    """None when the test PostgreSQL answers, else why its tests skip; asked once."""
+    if "reason" not in _POSTGRES:
+        try:
+            connection = await asyncpg.connect(PG_URL, timeout=3)
+            await connection.close()
+            _POSTGRES["reason"] = None
+        except Exception as error:  # any failure to connect means: no PostgreSQL here
+            reason = f"PostgreSQL at {PG_URL} is not reachable ({type(error).__name__})"
+            _POSTGRES["reason"] = reason
+    return _POSTGRES["reason"]
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """slack_sdk reads proxy variables without NO_PROXY: keep test traffic on loopback."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -52,10 +57,11 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await database.dispose()
         return
 
-    if POSTGRES_MISSING:
+    missing = await postgres_missing()
+    if missing:
         if os.environ.get("CI"):
-            pytest.fail(f"CI must test PostgreSQL: {POSTGRES_MISSING}")
-        pytest.skip(POSTGRES_MISSING)
+            pytest.fail(f"CI must test PostgreSQL: {missing}")
+        pytest.skip(missing)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_URL)
     await admin.execute(f'CREATE SCHEMA "{schema}"')

@@ -84,6 +84,8 @@ class Person(Base):
 
 
 class Team(Base):
+    """A channel, user group or Teams team whose members were enrolled together."""
+
     __tablename__ = "teams"
     __table_args__ = (UniqueConstraint("organisation_id", "external_id"),)
 
@@ -91,6 +93,12 @@ class Team(Base):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     external_id: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(200))
+    # Kept open: people who join later are enrolled with the same track and language,
+    # with a deadline this many days after they join.
+    keep_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    track: Mapped[str | None] = mapped_column(String(20))
+    language: Mapped[str | None] = mapped_column(String(10))
+    deadline_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

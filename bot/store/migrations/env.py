@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from bot.store import slack_tables  # noqa: F401  (its tables join the metadata)
 from bot.store.models import Base
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,380 @@
+"""`/nis2` and the admin's Home tab: enrolling channels and groups, managers, status, reminders."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.slack import blocks
+from bot.adapters.slack.commands import ADMIN_ONLY, Command, Target, UsageError, parse
+from bot.lessons.course import Language, OrgProfile
+from bot.lessons.messages import Actions, Choice, ProgressCard
+from bot.programme import Counts, EnrolOutcome, Member
+
+if TYPE_CHECKING:
+    from bot.adapters.slack.app import SlackAdapter
+
+logger = logging.getLogger(__name__)
+
+PAGE = 1000
+USERS_INFO_MAX = 50  # above this many people, one users.list beats many users.info calls
+LOOKUP_CONCURRENCY = 8
+URL_FIELDS = ("security_policy_url", "incident_procedure_url")
+
+
+def member_from(user: dict[str, Any], language: str | None) -> Member:
+    profile = user.get("profile") or {}
+    return Member(
+        user_id=user["id"],
+        name=user.get("real_name") or profile.get("real_name") or user.get("name") or user["id"],
+        language=language,
+        timezone=user.get("tz"),
+        is_bot=bool(user.get("is_bot")) or user["id"] == "USLACKBOT",
+        deactivated=bool(user.get("deleted")),
+        guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+    )
+
+
+class SlackAdmin:
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.adapter = adapter
+        self.coach = adapter.coach
+        self.programme = adapter.programme
+
+    # -- /nis2 ------------------------------------------------------------------------------
+
+    async def command(
+        self,
+        command: dict[str, Any],
+        client: AsyncWebClient,
+        respond: Callable[..., Awaitable[Any]],
+    ) -> None:
+        """Run one /nis2 command and answer the person privately."""
+        team_id, user_id = command["team_id"], command["user_id"]
+        user = await self.adapter.user(client, user_id)
+        lang = self.adapter.language(self.adapter.user_language(user))
+        follow_up: Callable[[], Awaitable[None]] | None = None
+        try:
+            parsed = parse(command.get("text") or "", self.coach.clock().date())
+            if parsed.name in ADMIN_ONLY and not await self.adapter.is_admin(client, user_id):
+                reply = lang.s("admin.not_allowed", command=parsed.name)
+            else:
+                organisation_id = await self.adapter.organisation_id(team_id, client)
+                reply, follow_up = await self._run(
+                    parsed, client, team_id, organisation_id, user, lang
+                )
+        except UsageError as error:
+            reply = lang.s(error.key, **error.values)
+            reply += f"\n{lang.s(error.usage)}" if error.usage else ""
+        except SlackApiError as error:
+            reply = lang.s("admin.failed", reason=error.response.get("error", "slack error"))
+        await respond(text=reply, response_type="ephemeral")
+        if follow_up is not None:
+            await follow_up()
+
+    async def _run(
+        self,
+        command: Command,
+        client: AsyncWebClient,
+        team_id: str,
+        organisation_id: int,
+        user: dict[str, Any],
+        lang: Language,
+    ) -> tuple[str, Callable[[], Awaitable[None]] | None]:
+        if command.name == "help":
+            return lang.s("admin.help"), None
+        if command.name == "status":
+            return await self._status(client, team_id, organisation_id, user, lang), None
+        if command.name == "enroll":
+            return await self._enroll(command, client, team_id, organisation_id, lang)
+        if command.name == "unenroll":
+            members = await self._resolve_ids(client, command.targets)
+            count = await self.programme.unenrol(organisation_id, sorted(members))
+            return lang.s("admin.unenrolled", count=count), None
+        if command.name == "manager":
+            return await self._manager(command, client, organisation_id, lang), None
+        return await self._remind(client, team_id, organisation_id, lang)
+
+    async def _enroll(
+        self,
+        command: Command,
+        client: AsyncWebClient,
+        team_id: str,
+        organisation_id: int,
+        lang: Language,
+    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+        total = EnrolOutcome()
+        kept: list[str] = []
+        for target in command.targets:
+            ids = await self._resolve_ids(client, [target])
+            members = await self._members(client, ids)
+            team_id_db = None
+            if target.kind != "user":
+                keep = command.keep if target.kind == "channel" else None
+                team = await self.programme.team(
+                    organisation_id, target.id, target.label, command.request, keep
+                )
+                team_id_db = team.id
+                kept += [f"#{target.label}"] if keep else []
+            outcome = await self.programme.enrol_members(
+                organisation_id, members, command.request, team_id_db
+            )
+            _merge(total, outcome)
+        reply = self._summary(total, lang)
+        if kept:
+            reply += "\n" + lang.s("admin.kept_open", team=", ".join(kept))
+        learners = [
+            (
+                member.user_id,
+                total.enrolment_ids[member.user_id],
+                self.adapter.language(command.request.language or member.language),
+            )
+            for member in total.enrolled
+        ]
+        return reply, lambda: self.adapter.start_learners(team_id, learners)
+
+    @staticmethod
+    def _summary(outcome: EnrolOutcome, lang: Language) -> str:
+        skipped = sum(len(members) for members in outcome.skipped.values())
+        line = lang.s(
+            "admin.enrolled_summary",
+            enrolled=len(outcome.enrolled),
+            already=len(outcome.already),
+            skipped=skipped,
+        )
+        reasons = [
+            lang.s(f"admin.skip.{reason}", count=len(members))
+            for reason, members in outcome.skipped.items()
+        ]
+        return line + (f" ({', '.join(reasons)})" if reasons else "")
+
+    async def _resolve_ids(self, client: AsyncWebClient, targets: list[Target]) -> list[str]:
+        """Everyone behind #channels, @groups and @people, each once, in order."""
+        found: dict[str, None] = {}
+        for target in targets:
+            if target.kind == "user":
+                found[target.id] = None
+            elif target.kind == "usergroup":
+                response = await client.usergroups_users_list(usergroup=target.id)
+                found.update(dict.fromkeys(response.get("users", [])))
+            else:
+                found.update(dict.fromkeys(await self._channel_members(client, target.id)))
+        return list(found)
+
+    async def _channel_members(self, client: AsyncWebClient, channel: str) -> list[str]:
+        members: list[str] = []
+        cursor = None
+        while True:
+            response = await client.conversations_members(
+                channel=channel, limit=PAGE, cursor=cursor
+            )
+            members += response.get("members", [])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return members
+
+    async def _members(self, client: AsyncWebClient, ids: list[str]) -> list[Member]:
+        if len(ids) > USERS_INFO_MAX:
+            return await self._members_from_list(client, ids)
+        gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+        async def one(user_id: str) -> Member:
+            async with gate:
+                user = await self.adapter.user(client, user_id)
+                return member_from(user, self.adapter.user_language(user))
+
+        return list(await asyncio.gather(*(one(user_id) for user_id in ids)))
+
+    async def _members_from_list(self, client: AsyncWebClient, ids: list[str]) -> list[Member]:
+        wanted = set(ids)
+        found: dict[str, Member] = {}
+        cursor = None
+        while True:
+            response = await client.users_list(limit=200, cursor=cursor, include_locale=True)
+            for user in response.get("members", []):
+                if user["id"] in wanted:
+                    found[user["id"]] = member_from(user, self.adapter.user_language(user))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return [found[user_id] for user_id in ids if user_id in found]
+
+    async def _manager(
+        self, command: Command, client: AsyncWebClient, organisation_id: int, lang: Language
+    ) -> str:
+        manager_target, *team_targets = command.targets
+        user = await self.adapter.user(client, manager_target.id)
+        member = member_from(user, self.adapter.user_language(user))
+        person = await self.coach.person(
+            organisation_id, member.user_id, member.name, member.language, member.timezone
+        )
+        names = []
+        for target in team_targets:
+            team = await self.programme.find_team(organisation_id, target.id)
+            if team is None:
+                raise UsageError("admin.team_not_enrolled", team=_label(target))
+            await self.programme.assign_manager(team.id, person.id)
+            names.append(_label(target))
+        return lang.s("admin.manager_set", manager=member.name, teams=", ".join(names))
+
+    async def _remind(
+        self, client: AsyncWebClient, team_id: str, organisation_id: int, lang: Language
+    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+        behind = await self.programme.behind(organisation_id)
+
+        async def nudge_all() -> None:
+            for user_id, enrolment_id in behind:
+                enrolment = await self.coach.enrolment(enrolment_id)
+                learner_lang = self.adapter.language(enrolment.language)
+                nudge = Actions(
+                    learner_lang.s("platform.nudge"),
+                    (Choice("next", "", learner_lang.s("button.next_lesson")),),
+                )
+                try:
+                    await self.adapter.send(client, user_id, [nudge], learner_lang, user_id)
+                except SlackApiError as error:
+                    logger.warning("nudge to %s failed: %s", user_id, error.response.get("error"))
+
+        return lang.s("admin.reminded", count=len(behind)), nudge_all
+
+    async def _status(
+        self,
+        client: AsyncWebClient,
+        team_id: str,
+        organisation_id: int,
+        user: dict[str, Any],
+        lang: Language,
+    ) -> str:
+        parts: list[str] = []
+        found = await self.coach.find_learner("slack", team_id, user["id"])
+        if found is not None and found[1] is not None:
+            card = (await self.coach.progress(found[1].id))[0]
+            parts.append(_progress_text(card))
+        if found is not None:
+            teams = await self.programme.team_counts(found[0].id)
+            if teams:
+                lines = [lang.s("status.teams_heading")]
+                for team, counts in teams:
+                    lines.append(_counts_line(lang, "status.team_line", counts, team=team.name))
+                    if counts.overdue_names:
+                        lines.append(
+                            lang.s("status.overdue_names", names=", ".join(counts.overdue_names))
+                        )
+                parts.append("\n".join(lines))
+        if await self.adapter.is_admin(client, user["id"]):
+            counts = await self.programme.organisation_counts(organisation_id)
+            profile_name = (await self.coach.profile_for("slack", team_id)).name or team_id
+            heading = lang.s("status.org_heading", org=profile_name)
+            parts.append(heading + "\n" + _counts_line(lang, "home.admin_counts", counts))
+        return "\n\n".join(parts) or lang.s("platform.not_enrolled")
+
+    # -- the admin's Home tab and settings ----------------------------------------------------
+
+    async def home_blocks(self, client: AsyncWebClient, team_id: str, lang: Language) -> list:
+        organisation_id = await self.adapter.organisation_id(team_id, client)
+        counts = await self.programme.organisation_counts(organisation_id)
+        profile = await self.coach.profile_for("slack", team_id)
+        return blocks.admin_home_blocks(
+            lang, _counts_line(lang, "home.admin_counts", counts), profile
+        )
+
+    async def open_settings(self, client: AsyncWebClient, body: dict[str, Any]) -> None:
+        team_id, user_id = body["team"]["id"], body["user"]["id"]
+        if not await self.adapter.is_admin(client, user_id):
+            return
+        found = await self.coach.find_learner("slack", team_id, user_id)
+        lang = self.adapter.language(found[0].language if found else None)
+        profile = await self.coach.profile_for("slack", team_id)
+        await client.views_open(
+            trigger_id=body["trigger_id"], view=blocks.settings_modal(lang, profile)
+        )
+
+    async def save_settings(
+        self,
+        ack: Callable[..., Awaitable[Any]],
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+    ) -> None:
+        team_id, user_id = body["team"]["id"], body["user"]["id"]
+        values = {
+            name: (view["state"]["values"].get(name, {}).get("value", {}).get("value") or None)
+            for name in blocks.SETTING_FIELDS
+        }
+        lang = self.adapter.language(None)
+        errors = {
+            name: lang.s("setting.bad_url")
+            for name in URL_FIELDS
+            if values[name] and not values[name].startswith("https://")
+        }
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        if not await self.adapter.is_admin(client, user_id):
+            return
+        try:
+            profile = OrgProfile.model_validate(values)
+        except ValidationError:
+            return
+        organisation_id = await self.adapter.organisation_id(team_id, client)
+        await self.coach.update_profile(organisation_id, profile)
+        await self.adapter.publish_home(client, team_id, user_id, None)
+
+    # -- new members of kept-open channels ----------------------------------------------------
+
+    async def member_joined(
+        self, client: AsyncWebClient, team_id: str, channel: str, user_id: str
+    ) -> None:
+        organisation_id = await self.adapter.organisation_id(team_id, client)
+        team = await self.programme.kept_team(organisation_id, channel)
+        if team is None:
+            return
+        request = self.programme.joiner_request(team)
+        members = await self._members(client, [user_id])
+        outcome = await self.programme.enrol_members(organisation_id, members, request, team.id)
+        learners = [
+            (
+                member.user_id,
+                outcome.enrolment_ids[member.user_id],
+                self.adapter.language(request.language or member.language),
+            )
+            for member in outcome.enrolled
+        ]
+        await self.adapter.start_learners(team_id, learners)
+
+
+def _merge(total: EnrolOutcome, outcome: EnrolOutcome) -> None:
+    seen = {member.user_id for member in total.enrolled + total.already}
+    total.enrolled += [m for m in outcome.enrolled if m.user_id not in seen]
+    total.already += [m for m in outcome.already if m.user_id not in seen]
+    for reason, members in outcome.skipped.items():
+        known = {member.user_id for member in total.skipped.get(reason, [])}
+        total.skipped.setdefault(reason, []).extend(m for m in members if m.user_id not in known)
+    total.enrolment_ids.update(outcome.enrolment_ids)
+
+
+def _label(target: Target) -> str:
+    return f"#{target.label}" if target.kind == "channel" else f"@{target.label}"
+
+
+def _counts_line(lang: Language, key: str, counts: Counts, **extra: str) -> str:
+    return lang.s(
+        key,
+        enrolled=counts.enrolled,
+        in_progress=counts.in_progress,
+        certified=counts.certified,
+        overdue=counts.overdue,
+        **extra,
+    )
+
+
+def _progress_text(card: ProgressCard) -> str:
+    rows = [f"{module.done}/{module.total}  {module.title}" for module in card.modules]
+    return "\n".join([card.heading, *rows, card.summary])

@@ -1,0 +1,65 @@
+"""One aiohttp application for every platform: /slack/events, /healthz, and what follows."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.app import App
+
+logger = logging.getLogger(__name__)
+
+APP_KEY = web.AppKey("nis2_app", App)
+
+
+def build(app: App) -> web.Application:
+    """The web application; Slack is switched on when its settings are present."""
+    web_app = web.Application()
+    web_app[APP_KEY] = app
+    web_app.router.add_get("/healthz", _healthz)
+    mode = app.settings.slack_mode()
+    if mode is None:
+        logger.info(
+            "Slack is off; to switch it on set one of: %s", "; ".join(app.settings.slack_missing())
+        )
+    else:
+        _add_slack(web_app, app, mode)
+    return web_app
+
+
+def _add_slack(web_app: web.Application, app: App, mode: str) -> None:
+    from bot.adapters.slack.app import SlackAdapter
+    from bot.adapters.slack.socket import SocketMode
+
+    slack = SlackAdapter(app)
+    web_app[SLACK_KEY] = slack
+    if mode == "socket":
+        socket = SocketMode(
+            slack, app.settings.slack_app_token or "", app.settings.slack_socket_ping
+        )
+        web_app[SOCKET_KEY] = socket
+        web_app.on_startup.append(lambda _app: socket.start())
+        web_app.on_cleanup.append(lambda _app: socket.stop())
+    else:
+        web_app.router.add_post("/slack/events", slack.handle)
+    if mode == "oauth":
+        web_app.router.add_get("/slack/install", slack.oauth)
+        web_app.router.add_get("/slack/oauth_redirect", slack.oauth)
+    web_app.on_cleanup.append(lambda _app: slack.close())
+    logger.info("Slack is on (%s mode)", mode)
+
+
+SLACK_KEY = web.AppKey("slack", object)
+SOCKET_KEY = web.AppKey("slack_socket", object)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """200 when every configured connection works; 503 naming what does not (C10)."""
+    problems = []
+    socket = request.app.get(SOCKET_KEY)
+    if socket is not None and not socket.healthy():
+        problems.append("slack socket mode is not connected")
+    if problems:
+        return web.json_response({"status": "unhealthy", "problems": problems}, status=503)
+    return web.json_response({"status": "ok"})
