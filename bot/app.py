@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.coach import Coach
 from bot.lessons.course import Course
 from bot.lessons.loader import load_course
@@ -14,6 +17,15 @@ from bot.settings import Settings
 from bot.store.db import Database
 
 logger = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened; the message names it (password hidden) and says why."""
+
+    def __init__(self, url: str, error: BaseException) -> None:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        safe = make_url(url).render_as_string(hide_password=True)
+        super().__init__(f"cannot use the database {safe}: {type(error).__name__}: {reason}")
 
 
 @dataclass
@@ -31,10 +43,16 @@ async def open_app(settings: Settings, migrate: bool = True) -> AsyncIterator[Ap
     A broken course raises ContentError before anything else is touched.
     """
     course = load_course(settings.content_dir)
-    db = Database(settings.database_url, settings.database_schema)
+    try:
+        db = Database(settings.database_url, settings.database_schema)
+    except (SQLAlchemyError, ImportError) as error:
+        raise DatabaseUnavailable(settings.database_url, error) from None
     try:
         if migrate:
-            await db.upgrade()
+            try:
+                await db.upgrade()
+            except (SQLAlchemyError, OSError, ImportError) as error:
+                raise DatabaseUnavailable(settings.database_url, error) from None
         logger.info(
             "course %s %s loaded (%s)", course.meta.id, course.version, course.content_hash[:12]
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 from datetime import datetime
 from pathlib import Path
@@ -36,9 +37,14 @@ def new_code() -> str:
     return "-".join([CODE_PREFIX, *groups])
 
 
+TYPO = str.maketrans({"0": "O", "1": "I", "8": "B"})
+
+
 def normalise_code(code: str) -> str:
-    """Accept codes typed in lower case or with spaces."""
-    return "-".join(part for part in code.strip().upper().replace(" ", "-").split("-") if part)
+    """Accept codes typed in lower case, with spaces, or with 0/1/8 for O/I/B (not in base32)."""
+    parts = code.strip().upper().replace(" ", "-").split("-")
+    cleaned = [part for part in parts if part]
+    return "-".join(cleaned[:1] + [part.translate(TYPO) for part in cleaned[1:]])
 
 
 def status(certificate: Certificate | None, now: datetime | None = None) -> str:
@@ -56,12 +62,60 @@ def pdf_path(certificate: Certificate) -> Path | None:
     return Path(certificate.pdf_path) if certificate.pdf_path else None
 
 
-def _fonts() -> tuple[str, str]:
-    """Bitstream Vera, shipped with reportlab, so names with æ, ø, å and more are drawn."""
-    if "CertSans" not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont("CertSans", "Vera.ttf"))
-        pdfmetrics.registerFont(TTFont("CertSans-Bold", "VeraBd.ttf"))
-    return "CertSans", "CertSans-Bold"
+# Fonts tried in order; the first that has every character of a line draws it. Vera ships
+# with reportlab; the system fonts widen the coverage (Polish, Czech, Greek, Cyrillic, CJK).
+SYSTEM_FONTS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+)
+PAGE_MARGIN = 70
+
+
+@functools.cache
+def _font(path: str) -> tuple[str, frozenset[int]] | None:
+    """Register a TrueType font once; its name and the characters it can draw."""
+    name = f"Cert-{Path(path).stem}"
+    try:
+        font = TTFont(name, path)
+    except Exception:  # a missing or unreadable font file is simply not a candidate
+        return None
+    pdfmetrics.registerFont(font)
+    return name, frozenset(font.face.charToGlyph)
+
+
+@functools.cache
+def _base_fonts() -> tuple[str, str]:
+    """Bitstream Vera (shipped with reportlab) for the fixed texts, regular and bold."""
+    regular, _ = _font("Vera.ttf")
+    bold, _ = _font("VeraBd.ttf")
+    return regular, bold
+
+
+def font_for(text: str, extra: str | None = None) -> str:
+    """The first font that can draw every character of `text`, else the one drawing most."""
+    candidates = [path for path in (extra, *SYSTEM_FONTS) if path and Path(path).is_file()]
+    fonts = [font for font in (_font(path) for path in candidates) if font is not None]
+    fonts.append(_font("Vera.ttf"))
+    needed = {ord(char) for char in text if not char.isspace()}
+    best = max(fonts, key=lambda font: (needed <= font[1], len(needed & font[1])))
+    return best[0]
+
+
+def _font_coverage(name: str) -> frozenset[int]:
+    """The characters a registered certificate font can draw."""
+    for path in ("Vera.ttf", *SYSTEM_FONTS):
+        font = _font(path) if path == "Vera.ttf" or Path(path).is_file() else None
+        if font is not None and font[0] == name:
+            return font[1]
+    return frozenset()
+
+
+def _fit(canvas: Canvas, text: str, font: str, size: float, width: float) -> float:
+    """A font size at which the text fits the width, never below 10 points."""
+    while size > 10 and pdfmetrics.stringWidth(text, font, size) > width:
+        size -= 1
+    return size
 
 
 def write_pdf(certificate: Certificate, settings: Settings, lang: Language) -> Path:
@@ -73,15 +127,18 @@ def write_pdf(certificate: Certificate, settings: Settings, lang: Language) -> P
     canvas = Canvas(str(path), pagesize=landscape(A4))
     canvas.setTitle(f"{certificate.course_title}: {certificate.learner_name}")
     canvas.setAuthor(certificate.organisation_name)
-    _draw(canvas, certificate, lang, url)
+    _draw(canvas, certificate, lang, url, settings.certificate_font)
     canvas.save()
     return path
 
 
-def _draw(canvas: Canvas, certificate: Certificate, lang: Language, url: str) -> None:
-    regular, bold = _fonts()
+def _draw(
+    canvas: Canvas, certificate: Certificate, lang: Language, url: str, font: str | None
+) -> None:
+    regular, bold = _base_fonts()
     width, height = landscape(A4)
     centre = width / 2
+    usable = width - 2 * PAGE_MARGIN
     canvas.setStrokeColor(ACCENT)
     canvas.setLineWidth(3)
     canvas.rect(28, 28, width - 56, height - 56)
@@ -92,10 +149,14 @@ def _draw(canvas: Canvas, certificate: Certificate, lang: Language, url: str) ->
     canvas.setFillColor(HexColor("#222222"))
     canvas.setFont(regular, 14)
     canvas.drawCentredString(centre, height - 150, lang.s("certificate.pdf_awarded"))
-    canvas.setFont(bold, 26)
+    name_font = font_for(certificate.learner_name, font)
+    canvas.setFont(name_font, _fit(canvas, certificate.learner_name, name_font, 26, usable))
     canvas.drawCentredString(centre, height - 195, certificate.learner_name)
-    canvas.setFont(regular, 14)
-    canvas.drawCentredString(centre, height - 230, certificate.organisation_name)
+    if certificate.organisation_name:
+        org_font = font_for(certificate.organisation_name, font)
+        size = _fit(canvas, certificate.organisation_name, org_font, 14, usable)
+        canvas.setFont(org_font, size)
+        canvas.drawCentredString(centre, height - 230, certificate.organisation_name)
 
     issued = dates.format_date(certificate.issued_at, lang.code)
     expires = dates.format_date(certificate.expires_at, lang.code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from bot import certificate as certificates
 from bot import dates
-from bot.app import open_app
+from bot.app import DatabaseUnavailable, open_app
 from bot.lessons.loader import ContentError, load_course
 from bot.lessons.models import TRACKS
 from bot.settings import Settings, SettingsError
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
 
     if args.command == "content":
-        return content_check(args.dir or settings.content_dir)
+        try:
+            return content_check(args.dir or settings.content_dir)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
     runners: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
         "chat": run_chat,
         "serve": run_serve,
@@ -83,10 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     except ContentError as error:
         print(f"nis2-coach: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except SettingsError as error:
+    except (SettingsError, DatabaseUnavailable) as error:
         print(f"nis2-coach: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. piped into head): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
 
 

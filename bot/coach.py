@@ -133,7 +133,7 @@ class Coach:
             organisation = (await session.execute(query)).scalar_one()
             if profile is not None:
                 organisation.settings = profile.model_dump(exclude_none=True)
-                organisation.name = profile.name or name
+                organisation.name = profile.text("name") or name
             return organisation
 
     async def person(
@@ -219,7 +219,9 @@ class Coach:
             enrolment = await session.get_one(Enrolment, enrolment_id)
             if language:
                 enrolment.language = self.course.language(language).code
-            if track:
+            if track and track != enrolment.track:
+                if enrolment.completed_at is not None:
+                    raise CoachError("error.track_locked")
                 enrolment.track = track
             return enrolment
 
@@ -314,7 +316,7 @@ class Coach:
         async with self.db.session() as session:
             organisation = await session.get_one(Organisation, organisation_id)
             organisation.settings = profile.model_dump(exclude_none=True)
-            organisation.name = profile.name or organisation.name
+            organisation.name = profile.text("name") or organisation.name
             return organisation
 
     async def answer(
@@ -720,6 +722,8 @@ class Coach:
         if any(item.id not in journey.confirmations for item in items):
             return [self._checklist_card(journey)]
         if journey.certificate is not None:
+            if journey.certificate.pdf_path is None:
+                journey.certificate.pdf_path = self._write_pdf(journey.certificate, lang)
             return [self._certificate_card(journey, journey.certificate)]
         attempt = journey.attempt
         if attempt is not None and attempt.finished_at is None:
@@ -833,7 +837,8 @@ class Coach:
             "organisation_id": enrolment.organisation_id,
             "person_id": enrolment.person_id,
             "learner_name": journey.person.name,
-            "organisation_name": journey.organisation.name,
+            "organisation_name": journey.org.text("name", journey.lang.code)
+            or journey.organisation.name,
             "course_title": journey.lang.text.title,
             "course_version": self.course.version,
             "content_hash": self.course.content_hash,
@@ -848,12 +853,23 @@ class Coach:
         query = select(Certificate).filter_by(enrolment_id=enrolment.id)
         certificate = (await session.execute(query)).scalar_one()
         if certificate.pdf_path is None:
-            path = certificates.write_pdf(certificate, self.settings, journey.lang)
-            certificate.pdf_path = str(path)
+            certificate.pdf_path = self._write_pdf(certificate, journey.lang)
         enrolment.status = "completed"
         enrolment.completed_at = enrolment.completed_at or issued
         logger.info("certificate issued for enrolment %s", enrolment.id)
         return certificate
+
+    def _write_pdf(self, certificate: Certificate, lang: Language) -> str | None:
+        """The PDF, or None if it cannot be written now: the certificate stands either way."""
+        try:
+            return str(certificates.write_pdf(certificate, self.settings, lang))
+        except OSError as error:
+            logger.warning(
+                "certificate PDF not written to %s: %s",
+                self.settings.certificate_dir,
+                error.strerror or error,
+            )
+            return None
 
     def _certificate_card(self, journey: Journey, certificate: Certificate) -> CertificateCard:
         lang = journey.lang

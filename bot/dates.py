@@ -8,6 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date as babel_format_date
 
+# English for a European audience: "3 December 2026", as the lessons write dates.
+LOCALES = {"en": "en_GB", "da": "da_DK"}
+
 
 def zone(name: str | None) -> tzinfo:
     """The named time zone, or UTC when none is known."""
@@ -31,4 +34,4 @@ def format_date(value: date | datetime, language: str, timezone: str | None = No
     """A date as a reader of that language writes it, e.g. '3. december 2026'."""
     if isinstance(value, datetime):
         value = value.astimezone(zone(timezone)).date()
-    return babel_format_date(value, format="long", locale=language)
+    return babel_format_date(value, format="long", locale=LOCALES.get(language, language))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.lessons.course import OrgProfile
 from bot.store.db import DEFAULT_URL
@@ -42,7 +45,8 @@ class Settings(BaseModel):
     certificate_dir: Path = Path("certificates")
     certificate_base_url: str = "http://localhost:3000/certificates/"
     certificate_valid_months: int = Field(default=12, ge=1, le=120)
-    log_level: str = "WARNING"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    certificate_font: Path | None = None
     default_language: str = "en"
     port: int = Field(default=3000, ge=1, le=65535)
     admin_user_ids: str = ""
@@ -53,6 +57,31 @@ class Settings(BaseModel):
     slack_client_secret: str | None = None
     slack_api_url: str | None = None
     slack_socket_ping: float = Field(default=10, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _not_in_memory(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL, e.g. sqlite:///nis2-coach.db") from None
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database forgets everything; name a file")
+        if url.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("only SQLite and PostgreSQL are supported")
+        return value
+
+    @field_validator("content_dir")
+    @classmethod
+    def _folder(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a folder")
+        return value
 
     @property
     def admins(self) -> frozenset[str]:
@@ -91,7 +120,8 @@ class Settings(BaseModel):
         except ValidationError as error:
             first = error.errors()[0]
             key = names.get(str(first["loc"][0]), str(first["loc"][0]))
-            raise SettingsError(f"setting {key}: {first['msg']}") from None
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise SettingsError(f"setting {key}: {message}") from None
 
     def verify_url(self, code: str) -> str:
         return self.certificate_base_url.rstrip("/") + "/" + code
@@ -115,6 +145,8 @@ def org_profile(settings: Settings, env: Mapping[str, str] | None = None) -> Org
 def _read_org_file(path: Path) -> dict[str, object]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise SettingsError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else 1

@@ -235,3 +235,49 @@ async def test_management_track_adds_lessons(coach: Coach, course: Course) -> No
     enrolment_id = await new_learner(coach, track="technical")
     messages = await coach.next(enrolment_id)
     assert isinstance(messages[0], LessonCard)
+
+
+async def pass_quiz(coach: Coach, course: Course, enrolment_id: int) -> list:
+    await finish_lessons(coach, course, enrolment_id)
+    messages = await coach.confirm_checklist(enrolment_id)
+    while isinstance(messages[-1], QuestionCard):
+        card = messages[-1]
+        option = option_for(course, card, correct=True)
+        messages = await coach.answer(enrolment_id, card.context, card.question_id, option)
+    return messages
+
+
+async def test_an_unwritable_certificate_folder_loses_nothing(
+    coach: Coach, course: Course, tmp_path
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the folder should be")
+    coach.settings = coach.settings.model_copy(update={"certificate_dir": blocker / "certs"})
+    enrolment_id = await new_learner(coach)
+    messages = await pass_quiz(coach, course, enrolment_id)
+    card = messages[-1]
+    assert isinstance(card, CertificateCard) and card.pdf_path is None
+    assert await count(coach, Answer, context="quiz:1") == course.meta.final_quiz.draw
+
+    coach.settings = coach.settings.model_copy(update={"certificate_dir": tmp_path / "ok"})
+    again = (await coach.resume(enrolment_id))[-1]
+    assert again.code == card.code and again.pdf_path.is_file()
+
+
+async def test_track_cannot_change_after_the_certificate(coach: Coach, course: Course) -> None:
+    enrolment_id = await new_learner(coach)
+    await pass_quiz(coach, course, enrolment_id)
+    with pytest.raises(CoachError, match="error.track_locked"):
+        await coach.set_preferences(enrolment_id, track="management")
+    enrolment = await coach.set_preferences(enrolment_id, language="da")
+    assert enrolment.track == "core" and enrolment.language == "da"
+
+
+async def test_organisation_details_can_differ_per_language(course: Course) -> None:
+    profile = OrgProfile(
+        helpdesk={"da": "IT-supporten på lokal 4000", "en": "IT support, ext. 4000"},
+        ai_tool="Copilot",
+    )
+    assert course.language("da").placeholder_values(profile)["helpdesk"].startswith("IT-supporten")
+    assert course.language("en").placeholder_values(profile)["helpdesk"].startswith("IT support")
+    assert course.language("da").placeholder_values(profile)["ai_tool"] == "Copilot"

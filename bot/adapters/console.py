@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -39,14 +40,37 @@ logger = logging.getLogger(__name__)
 PLATFORM = "console"
 ORGANISATION_ID = "local"
 BAR_WIDTH = 10
+NAME_LIMIT = 100
 
 ReadLine = Callable[[], Awaitable[str | None]]
 
 
-async def read_stdin() -> str | None:
-    """One line from standard input, or None at its end."""
-    line = await asyncio.to_thread(sys.stdin.readline)
-    return line if line else None
+class StdinReader:
+    """Lines from standard input, read by a daemon thread so Ctrl-C never waits for Enter."""
+
+    def __init__(self) -> None:
+        self._lines: asyncio.Queue[str | None] | None = None
+
+    async def __call__(self) -> str | None:
+        if self._lines is None:
+            self._lines = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+            threading.Thread(target=self._pump, args=(loop, self._lines), daemon=True).start()
+        return await self._lines.get()
+
+    @staticmethod
+    def _pump(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+
+def clean_name(raw: str) -> str | None:
+    """A name fit for a certificate: printable, trimmed, 1 to 100 characters."""
+    name = " ".join(raw.split())
+    if not name or len(name) > NAME_LIMIT or not name.isprintable():
+        return None
+    return name
 
 
 def bar(progress: ModuleProgress) -> str:
@@ -63,9 +87,9 @@ class Prompt:
 
 
 class ConsoleChat:
-    def __init__(self, app: App, read: ReadLine = read_stdin, out: TextIO = sys.stdout) -> None:
+    def __init__(self, app: App, read: ReadLine | None = None, out: TextIO = sys.stdout) -> None:
         self.app = app
-        self.read = read
+        self.read = read or StdinReader()
         self.out = out
         self.lang: Language = app.course.language(None)
         self.enrolment_id = 0
@@ -75,19 +99,29 @@ class ConsoleChat:
         self.lang = self.app.course.language(language)
         coach = self.app.coach
         profile = org_profile(self.app.settings)
-        org = await coach.organisation(PLATFORM, ORGANISATION_ID, profile.name or "—", profile)
-        name = name or await self._returning_name(org.id) or await self._ask_name()
+        org = await coach.organisation(
+            PLATFORM, ORGANISATION_ID, profile.text("name") or "", profile
+        )
+        if name is not None and clean_name(name) is None:
+            self.say(self.lang.s("chat.bad_name", limit=NAME_LIMIT))
+            return 2
+        name = (
+            clean_name(name or "") or await self._returning_name(org.id) or await self._ask_name()
+        )
         if name is None:
             return 0
 
         person = await coach.person(org.id, name.casefold(), name, language=language)
         enrolment = await coach.current_enrolment(person.id)
+        greeting = "chat.welcome_back"
         if enrolment is None:
             enrolment, _ = await coach.enrol(person.id, track or "core", language)
             greeting = "chat.welcome"
         else:
-            enrolment = await coach.set_preferences(enrolment.id, language, track)
-            greeting = "chat.welcome_back"
+            try:
+                enrolment = await coach.set_preferences(enrolment.id, language, track)
+            except CoachError as error:
+                self.say(self.lang.s(error.key))
         self.enrolment_id = enrolment.id
         self.lang = self.app.course.language(enrolment.language)
         track_name = self.lang.s(f"track.{enrolment.track}")
@@ -104,8 +138,10 @@ class ConsoleChat:
             line = await self._input()
             if line is None:
                 return None
-            if line.strip():
-                return line.strip()[:200]
+            name = clean_name(line)
+            if name is not None:
+                return name
+            self.say(self.lang.s("chat.bad_name", limit=NAME_LIMIT))
 
     async def _loop(self) -> int:
         while True:
@@ -117,6 +153,13 @@ class ConsoleChat:
                 self.show(await self._handle(line.strip()))
             except CoachError as error:
                 self.say(self.lang.s(error.key))
+            except Exception as error:  # the top-level handler: log it, apologise, go on
+                logger.error(
+                    "internal error in the chat: %s",
+                    type(error).__name__,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
+                self.say(self.lang.s("error.internal"))
 
     async def _handle(self, line: str) -> list[Message]:
         coach = self.app.coach
@@ -141,8 +184,10 @@ class ConsoleChat:
         return await self.app.coach.reflect(self.enrolment_id, prompt.lesson_id, text)
 
     def _choice(self, line: str) -> Choice | None:
-        if line.isdigit() and 1 <= int(line) <= len(self.prompt.choices):
-            return self.prompt.choices[int(line) - 1]
+        if line.isascii() and line.isdigit() and len(line) <= 3:
+            number = int(line)
+            if 1 <= number <= len(self.prompt.choices):
+                return self.prompt.choices[number - 1]
         return None
 
     def _not_understood(self) -> str:
@@ -172,9 +217,13 @@ class ConsoleChat:
             self.say(self._render(message, prompt))
         if prompt.choices or prompt.reflection is not None:
             self.prompt = prompt
+        if any(isinstance(message, CertificateCard) for message in messages):
+            self.prompt = Prompt()
         prompt = self.prompt
         if prompt.reflection is not None:
             self.say(self.lang.s("chat.reflection_hint"))
+        elif len(prompt.choices) == 1:
+            self.say(self.lang.s("chat.choose_one"))
         elif prompt.choices:
             self.say(self.lang.s("chat.choose", count=len(prompt.choices)))
 
@@ -243,6 +292,9 @@ class ConsoleChat:
         ]
         if card.pdf_path:
             lines.append(self.lang.s("chat.certificate_written", path=card.pdf_path))
+        else:
+            folder = self.app.settings.certificate_dir.resolve()
+            lines.append(self.lang.s("chat.certificate_not_written", folder=folder))
         return "\n".join(lines)
 
     @staticmethod

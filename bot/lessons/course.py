@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.lessons.models import (
     PLACEHOLDER_RE,
@@ -19,24 +19,35 @@ from bot.lessons.models import (
     QuizQuestion,
 )
 
+# A detail in one wording for every language, or one per language: {"da": "…", "en": "…"}.
+LocalText = Annotated[str, Field(max_length=300)] | dict[str, Annotated[str, Field(max_length=300)]]
+URL_PATTERN = r"^https?://\S+$"
+
 
 class OrgProfile(BaseModel):
     """What differs per organisation and fills the lessons' placeholders."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
 
-    name: str | None = None
-    incident_contact: str | None = None
-    incident_phone: str | None = None
-    incident_channel: str | None = None
-    helpdesk: str | None = None
-    password_manager: str | None = None
-    ai_tool: str | None = None
-    security_policy_url: str | None = None
-    incident_procedure_url: str | None = None
+    name: LocalText | None = None
+    incident_contact: LocalText | None = None
+    incident_phone: LocalText | None = None
+    incident_channel: LocalText | None = None
+    helpdesk: LocalText | None = None
+    password_manager: LocalText | None = None
+    ai_tool: LocalText | None = None
+    security_policy_url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=1000)
+    incident_procedure_url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=1000)
 
     def is_set(self, name: str) -> bool:
         return bool(getattr(self, name, None))
+
+    def text(self, name: str, language: str | None = None) -> str | None:
+        """A detail in the reader's language, falling back to any wording there is."""
+        value = getattr(self, name)
+        if not isinstance(value, dict):
+            return value or None
+        return value.get(language or "") or next((v for v in value.values() if v), None)
 
 
 @dataclass
@@ -107,25 +118,27 @@ class Language:
         return PLACEHOLDER_RE.sub(lambda m: values.get(m[1], m[0]), text)
 
     def placeholder_values(self, org: OrgProfile) -> dict[str, str]:
-        def either(value: str | None, key: str) -> str:
-            return value if value else self.strings[f"placeholder.{key}"]
+        def either(name: str) -> str:
+            return org.text(name, self.code) or self.strings[f"placeholder.{name}"]
 
         return {
-            "org": either(org.name, "org"),
+            "org": org.text("name", self.code) or self.strings["placeholder.org"],
             "incident_contact": self._incident_contact(org),
-            "helpdesk": either(org.helpdesk, "helpdesk"),
-            "password_manager": either(org.password_manager, "password_manager"),
-            "ai_tool": either(org.ai_tool, "ai_tool"),
+            "helpdesk": either("helpdesk"),
+            "password_manager": either("password_manager"),
+            "ai_tool": either("ai_tool"),
             "security_policy": self._document(org.security_policy_url, "security_policy"),
             "incident_procedure": self._document(org.incident_procedure_url, "incident_procedure"),
         }
 
     def _incident_contact(self, org: OrgProfile) -> str:
-        details = ", ".join(part for part in (org.incident_phone, org.incident_channel) if part)
-        if org.incident_contact and details:
-            return f"{org.incident_contact} ({details})"
-        if org.incident_contact:
-            return org.incident_contact
+        parts = (org.text("incident_phone", self.code), org.text("incident_channel", self.code))
+        details = ", ".join(part for part in parts if part)
+        contact = org.text("incident_contact", self.code)
+        if contact and details:
+            return f"{contact} ({details})"
+        if contact:
+            return contact
         if details:
             return self.s("placeholder.incident_contact_reach", details=details)
         return self.strings["placeholder.incident_contact"]

@@ -105,7 +105,12 @@ class _Collector:
         if not path.is_file():
             self.problems.append(Problem(label, 1, "", "file is missing"))
             return None
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            line = path.read_bytes()[: error.start].count(b"\n") + 1
+            self.problems.append(Problem(label, line, "", "not UTF-8 text"))
+            return None
         try:
             data = yaml.safe_load(text)
             root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -142,10 +147,11 @@ def _describe(item: dict[str, Any]) -> str:
 
 
 def _label(path: Path, root: Path) -> str:
+    """The path as a writer would type it: relative to here when it can be."""
     try:
-        return str(Path(root.name) / path.relative_to(root))
+        return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        return str(path.resolve())
 
 
 def content_hash(root: Path) -> str:
@@ -162,6 +168,8 @@ def content_hash(root: Path) -> str:
 def load_course(root: Path) -> Course:
     """Load and check the whole course; raise ContentError listing every problem."""
     collector = _Collector(root)
+    if not root.is_dir():
+        raise ContentError([Problem(str(root), 1, "", "is not a folder")])
     meta_source = collector.read(root / "course.yaml")
     meta = collector.parse(meta_source, CourseMeta) if meta_source else None
     if meta is None:

@@ -269,7 +269,8 @@ class SlackAdmin:
                 parts.append("\n".join(lines))
         if await self.adapter.is_admin(client, user["id"]):
             counts = await self.programme.organisation_counts(organisation_id)
-            profile_name = (await self.coach.profile_for("slack", team_id)).name or team_id
+            profile = await self.coach.profile_for("slack", team_id)
+            profile_name = profile.text("name", lang.code) or team_id
             heading = lang.s("status.org_heading", org=profile_name)
             parts.append(heading + "\n" + _counts_line(lang, "home.admin_counts", counts))
         return "\n\n".join(parts) or lang.s("platform.not_enrolled")

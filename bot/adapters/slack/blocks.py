@@ -262,7 +262,7 @@ def settings_modal(lang: Language, profile: OrgProfile) -> View:
             optional=True,
             label=PlainTextObject(text=lang.s(f"setting.{name}")),
             element=PlainTextInputElement(
-                action_id="value", initial_value=getattr(profile, name) or None, max_length=300
+                action_id="value", initial_value=profile.text(name, lang.code), max_length=300
             ),
         )
         for name in SETTING_FIELDS
@@ -307,7 +307,7 @@ def home_view(
 def admin_home_blocks(lang: Language, counts_text: str, profile: OrgProfile) -> list[Block]:
     unset = lang.s("home.unset")
     rows = "\n".join(
-        f"*{escape(lang.s(f'setting.{name}'))}:* {escape(getattr(profile, name) or unset)}"
+        f"*{escape(lang.s(f'setting.{name}'))}:* {escape(profile.text(name, lang.code) or unset)}"
         for name in SETTING_FIELDS
     )
     edit = Choice("edit_settings", "-", lang.s("home.settings_edit"))
