@@ -133,7 +133,7 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import server
 
     async with open_app(settings) as app:
-        runner = web.AppRunner(server.build(app), access_log=None)
+        runner = web.AppRunner(server.build(app), access_log=None, shutdown_timeout=5)
         await runner.setup()
         port = args.port or settings.port
         await web.TCPSite(runner, args.host, port).start()

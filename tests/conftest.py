@@ -10,11 +10,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bot import server
+from bot.app import App
 from bot.coach import Coach
 from bot.lessons.course import Course
 from bot.lessons.loader import load_course
 from bot.settings import REPO_CONTENT, Settings
 from bot.store.db import Database
+from tests.fakes.slack_api import FakeSlack
+from tests.slack_harness import SECRET, TOKEN, SlackHarness, populate
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -88,3 +92,24 @@ def settings(tmp_path: Path, db: Database) -> Settings:
 @pytest.fixture
 def coach(course: Course, db: Database, settings: Settings) -> Coach:
     return Coach(course, db, settings)
+
+
+@pytest.fixture
+async def slack(course: Course, db: Database, settings: Settings) -> AsyncIterator[SlackHarness]:
+    """The real server in single-workspace HTTP mode, talking to a fake Slack Web API."""
+    fake = FakeSlack()
+    await fake.start()
+    populate(fake)
+    slack_settings = settings.model_copy(
+        update={
+            "slack_bot_token": TOKEN,
+            "slack_signing_secret": SECRET,
+            "slack_api_url": fake.api_url,
+        }
+    )
+    app = App(slack_settings, course, db, Coach(course, db, slack_settings))
+    harness = SlackHarness(fake, app, server.build(app))
+    await harness.start()
+    yield harness
+    await harness.stop()
+    await fake.stop()

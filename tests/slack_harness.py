@@ -25,6 +25,20 @@ from tests.fakes.slack_api import FakeSlack
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM = "T0ACME"
 TOKEN = "xoxb-acme-token"
+ADMIN, LEARNER = "UADMIN01", "ULEARN01"
+
+
+def populate(fake: FakeSlack) -> None:
+    """A workspace with an admin, a learner, a guest, a leaver, a bot and a Danish colleague."""
+    fake.add_workspace(TEAM, TOKEN, name="Acme")
+    fake.add_user(TEAM, ADMIN, "Alma Admin", is_admin=True)
+    fake.add_user(TEAM, LEARNER, "Lars Learner")
+    fake.add_user(TEAM, "UGUEST01", "Gita Guest", is_restricted=True)
+    fake.add_user(TEAM, "UGONE001", "Gustav Gone", deleted=True)
+    fake.add_user(TEAM, "UROBOT01", "Deploy Bot", is_bot=True)
+    fake.add_user(TEAM, "UDANE001", "Dorthe Dansk", locale="da-DK")
+    members = [ADMIN, LEARNER, "UGUEST01", "UGONE001", "UROBOT01", "UDANE001"]
+    fake.add_channel(TEAM, "C0SECURE", "security", members)
 
 
 class SlackHarness:

@@ -3,50 +3,12 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from pypdf import PdfReader
 
-from bot import server
-from bot.app import App
-from bot.coach import Coach
 from bot.lessons.course import Course
-from bot.settings import Settings
-from bot.store.db import Database
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_harness import SECRET, TEAM, TOKEN, SlackHarness
-
-ADMIN, LEARNER = "UADMIN01", "ULEARN01"
-
-
-@pytest.fixture
-async def slack(course: Course, db: Database, settings: Settings) -> AsyncIterator[SlackHarness]:
-    fake = FakeSlack()
-    await fake.start()
-    fake.add_workspace(TEAM, TOKEN, name="Acme")
-    fake.add_user(TEAM, ADMIN, "Alma Admin", is_admin=True)
-    fake.add_user(TEAM, LEARNER, "Lars Learner")
-    fake.add_user(TEAM, "UGUEST01", "Gita Guest", is_restricted=True)
-    fake.add_user(TEAM, "UGONE001", "Gustav Gone", deleted=True)
-    fake.add_user(TEAM, "UROBOT01", "Deploy Bot", is_bot=True)
-    fake.add_user(TEAM, "UDANE001", "Dorthe Dansk", locale="da-DK")
-    members = [ADMIN, LEARNER, "UGUEST01", "UGONE001", "UROBOT01", "UDANE001"]
-    fake.add_channel(TEAM, "C0SECURE", "security", members)
-    slack_settings = settings.model_copy(
-        update={
-            "slack_bot_token": TOKEN,
-            "slack_signing_secret": SECRET,
-            "slack_api_url": fake.api_url,
-        }
-    )
-    app = App(slack_settings, course, db, Coach(course, db, slack_settings))
-    harness = SlackHarness(fake, app, server.build(app))
-    await harness.start()
-    yield harness
-    await harness.stop()
-    await fake.stop()
+from tests.slack_harness import ADMIN, LEARNER, TEAM, SlackHarness
 
 
 def question_of(course: Course, elements: list[dict[str, Any]]) -> tuple[str, str, Any] | None:

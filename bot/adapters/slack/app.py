@@ -87,7 +87,8 @@ class SlackAdapter:
         self.coach = app.coach
         self.course = app.course
         self.mode = self.settings.slack_mode()
-        self.verifier = SignatureVerifier(self.settings.slack_signing_secret or "")
+        secret = self.settings.slack_signing_secret
+        self.verifier = SignatureVerifier(secret) if secret else None
         self.clients: dict[str, AsyncWebClient] = {}
         self.organisations: dict[str, int] = {}
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
@@ -134,7 +135,6 @@ class SlackAdapter:
             )
             options["client"] = self._client()
         else:
-            options["token"] = self.settings.slack_bot_token
             options["client"] = self._client(self.settings.slack_bot_token)
         return AsyncApp(**options)
 
@@ -156,6 +156,8 @@ class SlackAdapter:
         raw = await request.read()
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
+        if self.verifier is None:
+            raise web.HTTPNotFound()
         try:
             valid = self.verifier.is_valid(raw, timestamp, signature)
             body = raw.decode("utf-8")
@@ -526,7 +528,10 @@ class SlackAdapter:
     ) -> None:
         words = (command.get("text") or "").split()
         slow = bool(words) and words[0].casefold() in ("enroll", "enrol", "remind")
-        await ack(self.language(None).s("admin.working") if slow else None)
+        if slow:
+            await ack(self.language(None).s("admin.working"))
+        else:
+            await ack()
         await self.admin.command(command, client, respond)
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
