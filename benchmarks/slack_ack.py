@@ -28,15 +28,19 @@ from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
 from bot.coach import Coach  # noqa: E402
 from bot.lessons.loader import load_course  # noqa: E402
 from bot.lessons.messages import QuestionCard  # noqa: E402
 from bot.settings import REPO_CONTENT, Settings  # noqa: E402
 from bot.store.db import Database  # noqa: E402
+from bot.store.models import Answer  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 
 SECRET = "benchmark-signing-secret"
@@ -84,8 +88,11 @@ def sign(body: bytes) -> dict[str, str]:
     }
 
 
-async def prepare(database_url: str, schema: str | None, learners: int) -> list[bytes]:
-    """Enrol learners, deliver each their first lesson, and build one click body each."""
+async def prepare(
+    database_url: str, schema: str | None, learners: int, fake: FakeSlack
+) -> list[bytes]:
+    """Enrol learners, post each their first question, and build one click body each."""
+    client = AsyncWebClient(token=TOKEN, base_url=fake.api_url)
     course = load_course(REPO_CONTENT)
     db = Database(database_url, schema)
     await db.upgrade()
@@ -95,10 +102,12 @@ async def prepare(database_url: str, schema: str | None, learners: int) -> list[
     bodies = []
     for number in range(learners):
         user = f"U{number:08d}"
+        fake.add_user(TEAM, user, f"Learner {number}")
         person = await coach.person(organisation.id, user, f"Learner {number}")
         enrolment, _ = await coach.enrol(person.id)
         card = next(m for m in await coach.next(enrolment.id) if isinstance(m, QuestionCard))
         choice = card.options[0]
+        posted = await client.chat_postMessage(channel=user, text=card.prompt)
         payload = {
             "type": "block_actions",
             "team": {"id": TEAM},
@@ -106,8 +115,8 @@ async def prepare(database_url: str, schema: str | None, learners: int) -> list[
             "api_app_id": "A0BENCH",
             "token": "x",
             "trigger_id": "1.2.3",
-            "channel": {"id": f"D{number:08d}"},
-            "message": {"ts": "1700000000.000100", "text": "q", "blocks": []},
+            "channel": {"id": posted["channel"]},
+            "message": {"ts": posted["ts"], "text": card.prompt, "blocks": []},
             "actions": [
                 {
                     "action_id": "nis2.answer.0",
@@ -123,8 +132,10 @@ async def prepare(database_url: str, schema: str | None, learners: int) -> list[
 
 
 async def start(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    # A pipe nobody reads would fill up and stall the server: its log goes to a file.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server process
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
+        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
     )
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
@@ -135,7 +146,8 @@ async def start(argv: list[str], env: dict[str, str], port: int) -> subprocess.P
             except aiohttp.ClientError:
                 await asyncio.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}")
+    log.seek(0)
+    raise RuntimeError(f"server did not start: {log.read().decode()[-2000:]}")
 
 
 async def load(port: int, bodies: list[bytes], rate: float, seconds: float) -> dict[str, float]:
@@ -174,14 +186,41 @@ async def load(port: int, bodies: list[bytes], rate: float, seconds: float) -> d
     }
 
 
+async def recorded(env: dict[str, str]) -> int:
+    db = Database(env["DATABASE_URL"], env.get("DATABASE_SCHEMA"))
+    try:
+        async with db.session() as session:
+            return (await session.execute(select(func.count()).select_from(Answer))).scalar_one()
+    finally:
+        await db.dispose()
+
+
+async def drained(env: dict[str, str], expected: int, started: float) -> str:
+    """How long until every click's answer is in the database (the work after the ack)."""
+    count = 0
+    for _ in range(600):
+        count = await recorded(env)
+        if count >= expected:
+            return f"all {count} answers recorded {time.perf_counter() - started:.1f} s after start"
+        await asyncio.sleep(0.5)
+    return f"only {count} of {expected} answers recorded after 300 s"
+
+
 async def measure(
     name: str, argv: list[str], env: dict[str, str], bodies: list[bytes], args: argparse.Namespace
 ) -> dict[str, float]:
     port = free_port()
     process = await start(argv, {**env, "PORT": str(port)}, port)
+    warm_up = int(args.rate)
     try:
-        await load(port, bodies, args.rate, 1.0)  # warm-up
-        figures = await load(port, bodies, args.rate, args.seconds)
+        started = time.perf_counter()
+        await load(port, bodies[:warm_up], args.rate, 1.0)
+        figures = await load(port, bodies[warm_up:], args.rate, args.seconds)
+        drain = None
+        if "DATABASE_URL" in env:
+            drain = await drained(
+                env, min(len(bodies), int(args.rate * (args.seconds + 1))), started
+            )
     finally:
         process.terminate()
         try:
@@ -190,10 +229,12 @@ async def measure(
             process.kill()
             process.wait()
     print(
-        f"{name:<22} p50 {figures['p50_ms']:7.1f} ms   p99 {figures['p99_ms']:7.1f} ms   "
+        f"{name:<24} p50 {figures['p50_ms']:6.1f} ms   p99 {figures['p99_ms']:6.1f} ms   "
         f"{figures['throughput']:6.1f} clicks/s   non-200: {figures['failures']}",
         flush=True,
     )
+    if drain:
+        print(f"{'':<24} {drain}", flush=True)
     return figures
 
 
@@ -201,8 +242,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--learners", type=int, default=400)
+    parser.add_argument(
+        "--learners",
+        type=int,
+        default=0,
+        help="learners (default: one per click, so every click is a new answer)",
+    )
     args = parser.parse_args()
+    args.learners = args.learners or int(args.rate * (args.seconds + 1))
 
     fake = FakeSlack()
     await fake.start()
@@ -222,7 +269,7 @@ async def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         sqlite_url = f"sqlite:///{folder}/bench.db"
-        bodies = await prepare(sqlite_url, None, args.learners)
+        bodies = await prepare(sqlite_url, None, args.learners, fake)
         serve = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"]
         results["bare"] = await measure(
             "bare slack-bolt app", [sys.executable, "-c", BARE_APP], base, bodies, args
@@ -230,13 +277,13 @@ async def main() -> None:
         results["sqlite"] = await measure(
             "nis2-coach (SQLite)", serve, {**base, "DATABASE_URL": sqlite_url}, bodies, args
         )
-        results["postgresql"] = await measure_postgres(serve, base, args)
+        results["postgresql"] = await measure_postgres(serve, base, args, fake)
     await fake.stop()
     report(results, args)
 
 
 async def measure_postgres(
-    serve: list[str], base: dict[str, str], args: argparse.Namespace
+    serve: list[str], base: dict[str, str], args: argparse.Namespace, fake: FakeSlack
 ) -> dict[str, float] | None:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     try:
@@ -246,7 +293,7 @@ async def measure_postgres(
         return None
     await admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        bodies = await prepare(PG_URL, schema, args.learners)
+        bodies = await prepare(PG_URL, schema, args.learners, fake)
         env = {**base, "DATABASE_URL": PG_URL, "DATABASE_SCHEMA": schema}
         return await measure("nis2-coach (PostgreSQL)", serve, env, bodies, args)
     finally:

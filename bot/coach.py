@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import certificate as certificates
 from bot import dates
@@ -336,16 +337,18 @@ class Coach:
                 raise CoachError("error.unknown_option")
 
             stored = journey.answers.get((question_id, context))
-            repeated = stored is not None or not await self._store_answer(
-                session, journey, context, question, option_id, event_id
-            )
+            repeated = stored is not None
+            if stored is None:
+                stored = await self._store_answer(
+                    session, journey, context, question, option_id, event_id
+                )
+                repeated = stored.id is not None  # someone else's copy won the unique key
+                journey.answers[(question_id, context)] = stored
             if repeated:
-                stored = stored or await self._stored_answer(session, journey, question, context)
                 option = next(o for o in question.options if o.id == stored.option_id)
             feedback = self._feedback(
                 journey.lang, journey.org, context, question, option, repeated
             )
-            journey = await self._journey(session, enrolment_id)
             if context in (LESSON, RECAP):
                 return [feedback, *await self._after_step(session, journey)]
             return [feedback, *await self._after_quiz_answer(session, journey, context)]
@@ -443,11 +446,17 @@ class Coach:
     # -- loading ----------------------------------------------------------------------------
 
     async def _journey(self, session: AsyncSession, enrolment_id: int) -> Journey:
-        enrolment = await session.get(Enrolment, enrolment_id, populate_existing=True)
-        if enrolment is None:
+        query = (
+            select(Enrolment, Person, Organisation)
+            .join(Person, Person.id == Enrolment.person_id)
+            .join(Organisation, Organisation.id == Enrolment.organisation_id)
+            .where(Enrolment.id == enrolment_id)
+            .execution_options(populate_existing=True)
+        )
+        found = (await session.execute(query)).one_or_none()
+        if found is None:
             raise CoachError("error.not_enrolled")
-        person = await session.get_one(Person, enrolment.person_id)
-        organisation = await session.get_one(Organisation, enrolment.organisation_id)
+        enrolment, person, organisation = found
         lang = self.course.language(enrolment.language)
         by_enrolment = {"enrolment_id": enrolment_id}
 
@@ -504,7 +513,6 @@ class Coach:
             if items:
                 return items
             await self._complete(session, delivery)
-            journey = await self._journey(session, journey.enrolment.id)
             return [self._lesson_done(journey)]
         return await self._final_steps(session, journey, advance=True)
 
@@ -560,12 +568,15 @@ class Coach:
         return None
 
     async def _complete(self, session: AsyncSession, delivery: LessonDelivery) -> None:
+        """Mark the lesson done once, and keep the loaded journey in step without a reload."""
+        now = self.clock()
         statement = (
             update(LessonDelivery)
             .where(LessonDelivery.id == delivery.id, LessonDelivery.completed_at.is_(None))
-            .values(completed_at=self.clock())
+            .values(completed_at=now)
         )
         await session.execute(statement)
+        set_committed_value(delivery, "completed_at", now)
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -598,7 +609,8 @@ class Coach:
         question: Question,
         option_id: str,
         event_id: str | None,
-    ) -> bool:
+    ) -> Answer:
+        """Insert the answer once; the stored one (with its id) when it was already there."""
         lesson = journey.lang.lesson_of_question(question.id)
         topic = getattr(question, "topic", None) or (lesson.id if lesson else None)
         values = {
@@ -614,7 +626,9 @@ class Coach:
             "answered_at": self.clock(),
         }
         result = await session.execute(self.db.insert_ignore(Answer).values(**values))
-        return result.rowcount == 1
+        if result.rowcount == 1:
+            return Answer(**values)  # in memory only: the row is written
+        return await self._stored_answer(session, journey, question, context)
 
     async def _stored_answer(
         self, session: AsyncSession, journey: Journey, question: Question, context: str

@@ -54,8 +54,8 @@ class SlackAdmin:
         command: dict[str, Any],
         client: AsyncWebClient,
         respond: Callable[..., Awaitable[Any]],
-    ) -> None:
-        """Run one /nis2 command and answer the person privately."""
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Run one /nis2 command, answer privately, and return any slow follow-up work."""
         team_id, user_id = command["team_id"], command["user_id"]
         user = await self.adapter.user(client, user_id)
         lang = self.adapter.language(self.adapter.user_language(user))
@@ -75,8 +75,7 @@ class SlackAdmin:
         except SlackApiError as error:
             reply = lang.s("admin.failed", reason=error.response.get("error", "slack error"))
         await respond(text=reply, response_type="ephemeral")
-        if follow_up is not None:
-            await follow_up()
+        return follow_up
 
     async def _run(
         self,

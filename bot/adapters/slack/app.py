@@ -67,6 +67,9 @@ SCOPES = [
 ACTION = re.compile(r"^nis2\.([a-z_]+)\.\d+$")
 NO_MESSAGE_UPDATE = frozenset({"progress", "language", "edit_settings", "reflect"})
 POST_CONCURRENCY = 8
+# Work after the ack runs at most this many at a time, so a burst of clicks queues its
+# slow part instead of crowding the event loop that acknowledges the next requests.
+WORK_CONCURRENCY = 2
 
 
 def retry_handlers() -> list[Any]:
@@ -93,6 +96,7 @@ class SlackAdapter:
         self.organisations: dict[str, int] = {}
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
         self.programme = Programme(app.coach)
+        self.work = asyncio.Semaphore(WORK_CONCURRENCY)
         self.bolt = self._bolt()
         self.admin = SlackAdmin(self)
         self._register()
@@ -308,14 +312,15 @@ class SlackAdapter:
         team_id, user_id = body["team"]["id"], body["user"]["id"]
         if verb == "reflect":
             await self._open_reflection(client, body, action)
-            return
-        if verb == "language":
-            await self._set_language(client, team_id, user_id, action["selected_option"]["value"])
-            return
-        if verb == "edit_settings":
-            await self.admin.open_settings(client, body)
-            return
-        await self._learner_action(client, body, verb, action.get("value", ""))
+        elif verb == "edit_settings":
+            await self.admin.open_settings(client, body)  # trigger_id lives 3 s: no queueing
+        elif verb == "language":
+            async with self.work:
+                choice = action["selected_option"]["value"]
+                await self._set_language(client, team_id, user_id, choice)
+        else:
+            async with self.work:
+                await self._learner_action(client, body, verb, action.get("value", ""))
 
     async def _learner_action(
         self, client: AsyncWebClient, body: dict[str, Any], verb: str, value: str
@@ -389,7 +394,8 @@ class SlackAdapter:
         neutral = lang.fill(template, OrgProfile())
         view = blocks.reflection_modal(lang, lesson_id, neutral, meta)
         opened = await client.views_open(trigger_id=body["trigger_id"], view=view)
-        profile = await self.coach.profile_for(PLATFORM, body["team"]["id"])
+        async with self.work:
+            profile = await self.coach.profile_for(PLATFORM, body["team"]["id"])
         filled = lang.fill(template, profile)
         if filled != neutral:
             view = blocks.reflection_modal(lang, lesson_id, filled, meta)
@@ -403,6 +409,12 @@ class SlackAdapter:
         client: AsyncWebClient,
     ) -> None:
         await ack()
+        async with self.work:
+            await self._save_reflection(body, view, client)
+
+    async def _save_reflection(
+        self, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         meta = json.loads(view.get("private_metadata") or "{}")
         text = view["state"]["values"]["reflection"]["text"].get("value") or ""
         team_id, user_id = body["team"]["id"], body["user"]["id"]
@@ -450,7 +462,8 @@ class SlackAdapter:
         self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
     ) -> None:
         if event.get("tab", "home") == "home":
-            await self.publish_home(client, body["team_id"], event["user"], None)
+            async with self.work:
+                await self.publish_home(client, body["team_id"], event["user"], None)
 
     async def publish_home(
         self, client: AsyncWebClient, team_id: str, user_id: str, code: str | None
@@ -486,9 +499,11 @@ class SlackAdapter:
     async def _on_member_joined(
         self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        if not await self._first_time(body):
-            return
-        await self.admin.member_joined(client, body["team_id"], event["channel"], event["user"])
+        async with self.work:
+            if await self._first_time(body):
+                await self.admin.member_joined(
+                    client, body["team_id"], event["channel"], event["user"]
+                )
 
     async def _on_user_change(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if not await self._first_time(body):
@@ -505,8 +520,13 @@ class SlackAdapter:
         """Text in the learner's DM: next, progress, pause, help."""
         if event.get("channel_type") != "im" or event.get("bot_id") or event.get("subtype"):
             return
-        if not await self._first_time(body):
-            return
+        async with self.work:
+            if await self._first_time(body):
+                await self._dm_command(client, body, event)
+
+    async def _dm_command(
+        self, client: AsyncWebClient, body: dict[str, Any], event: dict[str, Any]
+    ) -> None:
         team_id, user_id = body["team_id"], event["user"]
         found = await self._learner(team_id, user_id)
         lang = self.language(found[1].language if found else None)
@@ -532,7 +552,10 @@ class SlackAdapter:
             await ack(self.language(None).s("admin.working"))
         else:
             await ack()
-        await self.admin.command(command, client, respond)
+        async with self.work:
+            follow_up = await self.admin.command(command, client, respond)
+        if follow_up is not None:
+            await follow_up()  # first lessons or nudges: paced by the Web API, not the gate
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         logger.exception("unhandled error in a Slack listener", exc_info=error)
