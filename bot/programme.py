@@ -219,6 +219,36 @@ class Programme:
             )
             return (await session.execute(statement)).rowcount == 1
 
+    async def mark_unreachable(self, person_id: int, reason: str) -> None:
+        """The platform refused to reach this person: stop trying and tell the admins."""
+        async with self.db.session() as session:
+            person = await session.get_one(Person, person_id)
+            person.unreachable_reason = reason[:100]
+            person.unreachable_at = self.coach.clock()
+        logger.warning("person %s is unreachable: %s", person_id, reason)
+
+    async def mark_reachable(self, person_id: int) -> None:
+        async with self.db.session() as session:
+            statement = (
+                update(Person)
+                .where(Person.id == person_id, Person.unreachable_reason.is_not(None))
+                .values(unreachable_reason=None, unreachable_at=None)
+            )
+            await session.execute(statement)
+
+    async def unreachable(self, organisation_id: int) -> list[tuple[str, str]]:
+        """(name, reason) of everyone in the organisation the platform would not let us reach."""
+        async with self.db.session() as session:
+            query = (
+                select(Person.name, Person.unreachable_reason)
+                .where(
+                    Person.organisation_id == organisation_id,
+                    Person.unreachable_reason.is_not(None),
+                )
+                .order_by(Person.name)
+            )
+            return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
     # -- status -----------------------------------------------------------------------------
 
     async def organisation_counts(self, organisation_id: int) -> Counts:
@@ -294,6 +324,7 @@ class Programme:
                 Enrolment.status == "active",
                 Enrolment.completed_at.is_(None),
                 Person.active.is_(True),
+                Person.unreachable_reason.is_(None),
                 (Enrolment.deadline < now.date())
                 | last_seen.c.at.is_(None)
                 | (last_seen.c.at < now - timedelta(days=idle_days)),

@@ -57,6 +57,11 @@ class Settings(BaseModel):
     slack_client_secret: str | None = None
     slack_api_url: str | None = None
     slack_socket_ping: float = Field(default=10, gt=0)
+    microsoft_app_id: str | None = None
+    microsoft_app_password: str | None = None
+    microsoft_app_type: Literal["MultiTenant", "SingleTenant"] = "MultiTenant"
+    microsoft_app_tenant_id: str | None = None
+    admin_aad_ids: str = ""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -87,6 +92,18 @@ class Settings(BaseModel):
     def admins(self) -> frozenset[str]:
         """Platform user ids that are admins whatever their role in the workspace."""
         return frozenset(part.strip() for part in self.admin_user_ids.split(",") if part.strip())
+
+    @property
+    def aad_admins(self) -> frozenset[str]:
+        """Microsoft Entra object ids that are admins in Teams whatever their team role."""
+        return frozenset(part.strip() for part in self.admin_aad_ids.split(",") if part.strip())
+
+    def teams_missing(self) -> list[str]:
+        """Settings Teams still lacks; an empty list means Teams is on."""
+        needed = ["MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD"]
+        if self.microsoft_app_type == "SingleTenant":
+            needed.append("MICROSOFT_APP_TENANT_ID")
+        return [name for name in needed if not getattr(self, name.lower())]
 
     def slack_mode(self) -> str | None:
         """oauth, socket or http, from the settings present; None when Slack is off."""

@@ -80,6 +80,9 @@ class Person(Base):
     language: Mapped[str | None] = mapped_column(String(10))
     timezone: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set when the chat platform refuses to reach them (blocked the app, not installed, …).
+    unreachable_reason: Mapped[str | None] = mapped_column(String(100))
+    unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -225,6 +228,21 @@ class Certificate(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     pdf_path: Mapped[str | None] = mapped_column(Text)
+
+
+class ConversationRef(Base):
+    """Where the bot can write to someone (or a team) later, without a message first (C12)."""
+
+    __tablename__ = "conversation_refs"
+    __table_args__ = (UniqueConstraint("organisation_id", "conversation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), index=True)
+    conversation_id: Mapped[str] = mapped_column(String(300))
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ProcessedEvent(Base):
