@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -233,6 +233,12 @@ class Coach:
             result = await session.execute(self.db.insert_ignore(ProcessedEvent).values(**values))
             return result.rowcount == 1
 
+    async def release_event(self, platform: str, event_id: str) -> None:
+        """Forget an event whose handling failed half-way, so its redelivery is handled."""
+        async with self.db.session() as session:
+            statement = delete(ProcessedEvent).filter_by(platform=platform, event_id=event_id)
+            await session.execute(statement)
+
     # -- the learner's journey --------------------------------------------------------------
 
     async def handle(
@@ -312,6 +318,15 @@ class Coach:
             query = query.order_by(Enrolment.cycle.desc()).limit(1)
             return person, (await session.execute(query)).scalar_one_or_none()
 
+    async def merge_profile(self, organisation_id: int, values: dict[str, Any]) -> None:
+        """Fill in the organisation's details that these values set; the rest stay."""
+        async with self.db.session() as session:
+            organisation = await session.get_one(Organisation, organisation_id)
+            merged = {**(organisation.settings or {}), **values}
+            organisation.settings = OrgProfile.model_validate(merged).model_dump(exclude_none=True)
+            if isinstance(values.get("name"), str):
+                organisation.name = values["name"]
+
     async def update_profile(self, organisation_id: int, profile: OrgProfile) -> Organisation:
         """Store an organisation's details (incident contact, helpdesk, policy links)."""
         async with self.db.session() as session:
@@ -384,7 +399,13 @@ class Coach:
                 raise CoachError("error.not_delivered")
             text = (text or "").strip() or None
             reply: list[Message] = []
-            if lesson_id not in journey.reflections:
+            earlier = journey.reflections.get(lesson_id)
+            if earlier is not None and earlier.text is None and text:
+                earlier.text, earlier.submitted_at = text, self.clock()  # written after a skip
+                reply.append(
+                    Text(journey.lang.s("reflection.thanks", points=self.points.reflection))
+                )
+            elif lesson_id not in journey.reflections:
                 values = {
                     "enrolment_id": enrolment_id,
                     "lesson_id": lesson_id,

@@ -130,7 +130,7 @@ class Programme:
             enrolment, created = await self.coach.enrol(
                 person.id, request.track, language, request.deadline
             )
-            created = created or await self._reactivate(enrolment.id)
+            created = created or await self._reactivate(enrolment.id, request, language)
             (outcome.enrolled if created else outcome.already).append(member)
             outcome.enrolment_ids[member.user_id] = enrolment.id
             if team_id is not None:
@@ -153,13 +153,21 @@ class Programme:
             return "guest"
         return None
 
-    async def _reactivate(self, enrolment_id: int) -> bool:
-        """An unenrolled learner enrolled again picks up where they were."""
+    async def _reactivate(
+        self, enrolment_id: int, request: EnrolRequest, language: str | None
+    ) -> bool:
+        """An unenrolled learner enrolled again keeps what they did, with the new options."""
+        values: dict[str, object] = {"status": "active", "deadline": request.deadline}
+        enrolment = await self.coach.enrolment(enrolment_id)
+        if enrolment.completed_at is None:
+            values["track"] = request.track
+        if language:
+            values["language"] = self.coach.course.language(language).code
         async with self.db.session() as session:
             statement = (
                 update(Enrolment)
                 .where(Enrolment.id == enrolment_id, Enrolment.status == "unenrolled")
-                .values(status="active")
+                .values(**values)
             )
             return (await session.execute(statement)).rowcount == 1
 
@@ -172,6 +180,16 @@ class Programme:
         async with self.db.session() as session:
             query = select(Team).filter_by(organisation_id=organisation_id, external_id=external_id)
             return (await session.execute(query)).scalar_one_or_none()
+
+    async def close_team(self, organisation_id: int, external_id: str) -> None:
+        """An unenrolled channel stops enrolling the people who join it."""
+        async with self.db.session() as session:
+            statement = (
+                update(Team)
+                .where(Team.organisation_id == organisation_id, Team.external_id == external_id)
+                .values(keep_open=False)
+            )
+            await session.execute(statement)
 
     async def kept_team(self, organisation_id: int, external_id: str) -> Team | None:
         """The team for a channel whose enrolment is kept open, if it is."""
@@ -207,17 +225,23 @@ class Programme:
             result = await session.execute(self.db.insert_ignore(TeamManager).values(**values))
             return result.rowcount == 1
 
-    async def deactivate(self, organisation_id: int, user_id: str) -> bool:
-        """Someone left the workspace: no more lessons or reminders for them."""
+    async def set_active(self, organisation_id: int, user_id: str, active: bool) -> bool:
+        """Someone left (no more lessons or reminders) or came back to the workspace."""
         async with self.db.session() as session:
             statement = (
                 update(Person)
                 .where(
-                    Person.organisation_id == organisation_id, Person.platform_user_id == user_id
+                    Person.organisation_id == organisation_id,
+                    Person.platform_user_id == user_id,
+                    Person.active.is_not(active),
                 )
-                .values(active=False)
+                .values(active=active)
             )
-            return (await session.execute(statement)).rowcount == 1
+            changed = (await session.execute(statement)).rowcount == 1
+        if changed:
+            state = "active" if active else "inactive"
+            logger.info("person %s of organisation %s is %s", user_id, organisation_id, state)
+        return changed
 
     async def mark_unreachable(self, person_id: int, reason: str) -> None:
         """The platform refused to reach this person: stop trying and tell the admins."""
@@ -280,6 +304,7 @@ class Programme:
             Certificate.revoked_at.is_(None), Certificate.expires_at > self.coach.clock()
         )
         overdue = and_(Enrolment.deadline < today, Enrolment.completed_at.is_(None))
+        active_people = select(Person.id).where(Person.active.is_(True))
         query = select(
             func.count(),
             func.sum(
@@ -289,14 +314,14 @@ class Programme:
             ),
             func.sum(case((Enrolment.id.in_(certified), 1), else_=0)),
             func.sum(case((overdue, 1), else_=0)),
-        ).where(where, Enrolment.status != "unenrolled")
+        ).where(where, Enrolment.status != "unenrolled", Enrolment.person_id.in_(active_people))
         total, in_progress, done, late = (await session.execute(query)).one()
         names: tuple[str, ...] = ()
         if with_names and late:
             late_query = (
                 select(Person.name)
                 .join(Enrolment, Enrolment.person_id == Person.id)
-                .where(where, overdue, Enrolment.status != "unenrolled")
+                .where(where, overdue, Enrolment.status != "unenrolled", Person.active.is_(True))
                 .order_by(Person.name)
             )
             names = tuple((await session.execute(late_query)).scalars().all())

@@ -207,10 +207,9 @@ async def test_c05_a_429_pauses_only_its_workspace(
                 organisation.id, [Member("U0PERSON", "Pat Person")], EnrolRequest()
             )
             learners[team] = outcome.enrolment_ids["U0PERSON"]
-        lang = course.language("en")
         started = time.monotonic()
         await asyncio.gather(
-            *(adapter.start_learner(team, "U0PERSON", learners[team], lang) for team in learners)
+            *(adapter.start_learner(team, "U0PERSON", learners[team]) for team in learners)
         )
         a_posts = [
             c for c in fake.calls if c.method == "chat.postMessage" and c.team_id == "T0AAAAAA"

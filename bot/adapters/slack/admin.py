@@ -57,10 +57,11 @@ class SlackAdmin:
     ) -> Callable[[], Awaitable[None]] | None:
         """Run one /nis2 command, answer privately, and return any slow follow-up work."""
         team_id, user_id = command["team_id"], command["user_id"]
-        user = await self.adapter.user(client, user_id)
-        lang = self.adapter.language(self.adapter.user_language(user))
+        lang = self.adapter.language(None)
         follow_up: Callable[[], Awaitable[None]] | None = None
         try:
+            user = await self.adapter.user(client, user_id)
+            lang = self.adapter.language(self.adapter.user_language(user))
             parsed = parse(command.get("text") or "", self.coach.clock().date())
             if parsed.name in ADMIN_ONLY and not await self.adapter.is_admin(client, user_id):
                 reply = lang.s("admin.not_allowed", command=parsed.name)
@@ -93,8 +94,12 @@ class SlackAdmin:
         if command.name == "enroll":
             return await self._enroll(command, client, team_id, organisation_id, lang)
         if command.name == "unenroll":
-            members = await self._resolve_ids(client, command.targets)
-            count = await self.programme.unenrol(organisation_id, sorted(members))
+            ids = [
+                i for target in command.targets for i in await self._resolve_target(client, target)
+            ]
+            count = await self.programme.unenrol(organisation_id, sorted(set(ids)))
+            for target in command.targets:
+                await self.programme.close_team(organisation_id, target.id)
             return lang.s("admin.unenrolled", count=count), None
         if command.name == "manager":
             return await self._manager(command, client, organisation_id, lang), None
@@ -108,10 +113,13 @@ class SlackAdmin:
         organisation_id: int,
         lang: Language,
     ) -> tuple[str, Callable[[], Awaitable[None]]]:
+        """Resolve every target first, so one unknown channel changes nothing for anyone."""
+        resolved = [
+            (target, await self._resolve_target(client, target)) for target in command.targets
+        ]
         total = EnrolOutcome()
-        kept: list[str] = []
-        for target in command.targets:
-            ids = await self._resolve_ids(client, [target])
+        notes: list[str] = []
+        for target, ids in resolved:
             members = await self._members(client, ids)
             team_id_db = None
             if target.kind != "user":
@@ -120,23 +128,35 @@ class SlackAdmin:
                     organisation_id, target.id, target.label, command.request, keep
                 )
                 team_id_db = team.id
-                kept += [f"#{target.label}"] if keep else []
+                if keep:
+                    notes.append(await self._kept_note(client, target, lang))
             outcome = await self.programme.enrol_members(
                 organisation_id, members, command.request, team_id_db
             )
             _merge(total, outcome)
-        reply = self._summary(total, lang)
-        if kept:
-            reply += "\n" + lang.s("admin.kept_open", team=", ".join(kept))
+        reply = "\n".join([self._summary(total, lang), *notes])
         learners = [
-            (
-                member.user_id,
-                total.enrolment_ids[member.user_id],
-                self.adapter.language(command.request.language or member.language),
-            )
-            for member in total.enrolled
+            (member.user_id, total.enrolment_ids[member.user_id]) for member in total.enrolled
         ]
         return reply, lambda: self.adapter.start_learners(team_id, learners)
+
+    async def _resolve_target(self, client: AsyncWebClient, target: Target) -> list[str]:
+        try:
+            return await self._resolve_ids(client, [target])
+        except SlackApiError as error:
+            reason = error.response.get("error", "slack error")
+            raise UsageError("admin.target_failed", target=_label(target), reason=reason) from None
+
+    async def _kept_note(self, client: AsyncWebClient, target: Target, lang: Language) -> str:
+        """Slack tells only channel members about people joining: say if the bot is not one."""
+        note = lang.s("admin.kept_open", team=_label(target))
+        try:
+            channel = (await client.conversations_info(channel=target.id))["channel"]
+        except SlackApiError:
+            channel = {}
+        if not channel.get("is_member"):
+            note += " " + lang.s("admin.invite_me", team=_label(target))
+        return note
 
     @staticmethod
     def _summary(outcome: EnrolOutcome, lang: Language) -> str:
@@ -302,26 +322,23 @@ class SlackAdmin:
         view: dict[str, Any],
         client: AsyncWebClient,
     ) -> None:
+        """Check every field before closing the form; a bad one is named next to it."""
         team_id, user_id = body["team"]["id"], body["user"]["id"]
+        state = (view.get("state") or {}).get("values") or {}
         values = {
-            name: (view["state"]["values"].get(name, {}).get("value", {}).get("value") or None)
+            name: ((state.get(name) or {}).get("value") or {}).get("value") or None
             for name in blocks.SETTING_FIELDS
         }
-        lang = self.adapter.language(None)
-        errors = {
-            name: lang.s("setting.bad_url")
-            for name in URL_FIELDS
-            if values[name] and not values[name].startswith("https://")
-        }
-        if errors:
+        found = await self.coach.find_learner("slack", team_id, user_id)
+        lang = self.adapter.language(found[0].language if found else None)
+        try:
+            profile = OrgProfile.model_validate(values)
+        except ValidationError as error:
+            errors = {str(item["loc"][0]): lang.s("setting.bad_url") for item in error.errors()}
             await ack(response_action="errors", errors=errors)
             return
         await ack()
         if not await self.adapter.is_admin(client, user_id):
-            return
-        try:
-            profile = OrgProfile.model_validate(values)
-        except ValidationError:
             return
         organisation_id = await self.adapter.organisation_id(team_id, client)
         await self.coach.update_profile(organisation_id, profile)
@@ -339,14 +356,7 @@ class SlackAdmin:
         request = self.programme.joiner_request(team)
         members = await self._members(client, [user_id])
         outcome = await self.programme.enrol_members(organisation_id, members, request, team.id)
-        learners = [
-            (
-                member.user_id,
-                outcome.enrolment_ids[member.user_id],
-                self.adapter.language(request.language or member.language),
-            )
-            for member in outcome.enrolled
-        ]
+        learners = [(m.user_id, outcome.enrolment_ids[m.user_id]) for m in outcome.enrolled]
         await self.adapter.start_learners(team_id, learners)
 
 

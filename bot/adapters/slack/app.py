@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
@@ -47,6 +48,7 @@ from bot.lessons.messages import (
     Text,
 )
 from bot.programme import Programme
+from bot.settings import org_profile
 from bot.store import slack_tables
 from bot.store.models import Certificate, Enrolment, Person
 
@@ -96,7 +98,8 @@ class SlackAdapter:
         self.organisations: dict[str, int] = {}
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
         self.programme = Programme(app.coach)
-        self.work = asyncio.Semaphore(WORK_CONCURRENCY)
+        self.work = Gate(WORK_CONCURRENCY)
+        self.admin_work = Gate(1)  # long enrolments never hold up learners' clicks
         self.bolt = self._bolt()
         self.admin = SlackAdmin(self)
         self._register()
@@ -170,10 +173,15 @@ class SlackAdapter:
         if not valid:
             logger.warning("rejected a Slack request with a bad signature or timestamp")
             return web.Response(status=401, text="invalid signature")
-        bolt_request = AsyncBoltRequest(
-            body=body, query=request.query_string, headers=dict(request.headers)
-        )
-        return await to_aiohttp_response(await self.bolt.async_dispatch(bolt_request))
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=body, query=request.query_string, headers=dict(request.headers)
+            )
+            response = await self.bolt.async_dispatch(bolt_request)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            logger.warning("rejected a signed but malformed Slack request")
+            return web.Response(status=400, text="malformed request")
+        return await to_aiohttp_response(response)
 
     async def oauth(self, request: web.Request) -> web.Response:
         """/slack/install and /slack/oauth_redirect, through Bolt's OAuth flow."""
@@ -212,8 +220,16 @@ class SlackAdapter:
             except SlackApiError:
                 logger.warning("auth.test failed for workspace %s", team_id)
             organisation = await self.coach.organisation(PLATFORM, team_id, name)
+            if self.mode != "oauth":
+                await self._apply_operator_profile(organisation.id)
             self.organisations[team_id] = organisation.id
         return self.organisations[team_id]
+
+    async def _apply_operator_profile(self, organisation_id: int) -> None:
+        """One workspace: organisation.yaml and the environment fill in what they set."""
+        given = org_profile(self.settings).model_dump(exclude_none=True)
+        if given:
+            await self.coach.merge_profile(organisation_id, given)
 
     def language(self, code: str | None) -> Language:
         return self.course.language(code or self.settings.default_language)
@@ -269,22 +285,21 @@ class SlackAdapter:
             initial_comment=lang.s("platform.certificate_comment"),
         )
 
-    async def start_learner(
-        self, team_id: str, user_id: str, enrolment_id: int, lang: Language
-    ) -> None:
-        """A newly enrolled learner's welcome and first lesson, in their DM."""
+    async def start_learner(self, team_id: str, user_id: str, enrolment_id: int) -> None:
+        """A newly enrolled learner's welcome and first lesson, in their DM and language."""
         client = await self.client_for(team_id)
+        lang = self.language((await self.coach.enrolment(enrolment_id)).language)
         welcome = Text(lang.s("platform.welcome", title=lang.text.title))
         messages = await self.coach.next(enrolment_id)
         await self.send(client, user_id, [welcome, *messages], lang, user_id)
 
-    async def start_learners(self, team_id: str, learners: list[tuple[str, int, Language]]) -> None:
+    async def start_learners(self, team_id: str, learners: list[tuple[str, int]]) -> None:
         gate = asyncio.Semaphore(POST_CONCURRENCY)
 
-        async def one(user_id: str, enrolment_id: int, lang: Language) -> None:
+        async def one(user_id: str, enrolment_id: int) -> None:
             async with gate:
                 try:
-                    await self.start_learner(team_id, user_id, enrolment_id, lang)
+                    await self.start_learner(team_id, user_id, enrolment_id)
                 except SlackApiError as error:
                     logger.warning(
                         "first lesson to %s failed: %s", user_id, error.response.get("error")
@@ -311,15 +326,17 @@ class SlackAdapter:
         verb = ACTION.match(action["action_id"])[1]
         team_id, user_id = body["team"]["id"], body["user"]["id"]
         if verb == "reflect":
-            await self._open_reflection(client, body, action)
+            async with guard():
+                await self._open_reflection(client, body, action)
         elif verb == "edit_settings":
-            await self.admin.open_settings(client, body)  # trigger_id lives 3 s: no queueing
+            async with guard():  # trigger_id lives 3 s: no queueing
+                await self.admin.open_settings(client, body)
         elif verb == "language":
-            async with self.work:
+            async with self.work():
                 choice = action["selected_option"]["value"]
                 await self._set_language(client, team_id, user_id, choice)
         else:
-            async with self.work:
+            async with self.work():
                 await self._learner_action(client, body, verb, action.get("value", ""))
 
     async def _learner_action(
@@ -335,20 +352,38 @@ class SlackAdapter:
             return
         person, enrolment = found
         lang = self.language(enrolment.language)
-        if verb != "answer" and verb not in NO_MESSAGE_UPDATE and message.get("ts"):
-            click = f"{channel}:{message['ts']}:{verb}"
-            if not await self.coach.claim_event(PLATFORM, click):
-                return
+        click = self._click_key(body, channel, message, verb)
+        if click and not await self.coach.claim_event(PLATFORM, click):
+            return
         try:
-            replies = await self.coach.handle(
-                enrolment.id,
-                verb,
-                "" if value == "-" else value,
-                event_id=body.get("actions", [{}])[0].get("action_ts"),
-            )
-        except CoachError as error:
-            replies = [Text(lang.s(error.key))]
-        await self._after_click(client, channel, message, verb, replies, lang, user_id)
+            action_ts = (body.get("actions") or [{}])[0].get("action_ts")
+            try:
+                replies = await self.coach.handle(
+                    enrolment.id, verb, "" if value == "-" else value, action_ts
+                )
+            except CoachError as error:
+                replies = [Text(lang.s(error.key))]
+            await self._after_click(client, channel, message, verb, replies, lang, user_id)
+        except SlackApiError:
+            if click:  # nothing reached the learner: let the same button work again
+                await self.coach.release_event(PLATFORM, click)
+            raise
+        if body.get("view", {}).get("type") == "home":
+            await self.publish_home(client, team_id, user_id, None)
+
+    @staticmethod
+    def _click_key(
+        body: dict[str, Any], channel: str, message: dict[str, Any], verb: str
+    ) -> str | None:
+        """One key per button press on one message or Home view, so a double click acts once."""
+        if verb == "answer" or verb in NO_MESSAGE_UPDATE:
+            return None  # answers are idempotent in the coach; these change nothing
+        if message.get("ts"):
+            return f"{channel}:{message['ts']}:{verb}"
+        view = body.get("view") or {}
+        if view.get("hash"):
+            return f"home:{body['user']['id']}:{view['hash']}:{verb}"
+        return None
 
     async def _after_click(
         self,
@@ -394,7 +429,7 @@ class SlackAdapter:
         neutral = lang.fill(template, OrgProfile())
         view = blocks.reflection_modal(lang, lesson_id, neutral, meta)
         opened = await client.views_open(trigger_id=body["trigger_id"], view=view)
-        async with self.work:
+        async with self.work():
             profile = await self.coach.profile_for(PLATFORM, body["team"]["id"])
         filled = lang.fill(template, profile)
         if filled != neutral:
@@ -409,7 +444,7 @@ class SlackAdapter:
         client: AsyncWebClient,
     ) -> None:
         await ack()
-        async with self.work:
+        async with self.work():
             await self._save_reflection(body, view, client)
 
     async def _save_reflection(
@@ -462,7 +497,7 @@ class SlackAdapter:
         self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
     ) -> None:
         if event.get("tab", "home") == "home":
-            async with self.work:
+            async with self.work():
                 await self.publish_home(client, body["team_id"], event["user"], None)
 
     async def publish_home(
@@ -499,20 +534,22 @@ class SlackAdapter:
     async def _on_member_joined(
         self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        async with self.work:
+        async with self.work():
             if await self._first_time(body):
                 await self.admin.member_joined(
                     client, body["team_id"], event["channel"], event["user"]
                 )
 
-    async def _on_user_change(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if not await self._first_time(body):
-            return
-        user = event.get("user") or {}
-        if user.get("deleted"):
-            organisation = await self.coach.organisation(PLATFORM, body["team_id"], body["team_id"])
-            await self.programme.deactivate(organisation.id, user["id"])
-            logger.info("user %s deactivated in workspace %s", user.get("id"), body["team_id"])
+    async def _on_user_change(
+        self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """Someone left (or came back to) the workspace: lessons stop (or may start again)."""
+        async with self.work():
+            if not await self._first_time(body):
+                return
+            user = event.get("user") or {}
+            organisation_id = await self.organisation_id(body["team_id"], client)
+            await self.programme.set_active(organisation_id, user["id"], not user.get("deleted"))
 
     async def _on_message(
         self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
@@ -520,7 +557,7 @@ class SlackAdapter:
         """Text in the learner's DM: next, progress, pause, help."""
         if event.get("channel_type") != "im" or event.get("bot_id") or event.get("subtype"):
             return
-        async with self.work:
+        async with self.work():
             if await self._first_time(body):
                 await self._dm_command(client, body, event)
 
@@ -552,10 +589,11 @@ class SlackAdapter:
             await ack(self.language(None).s("admin.working"))
         else:
             await ack()
-        async with self.work:
+        async with self.admin_work():
             follow_up = await self.admin.command(command, client, respond)
         if follow_up is not None:
-            await follow_up()  # first lessons or nudges: paced by the Web API, not the gate
+            async with guard():
+                await follow_up()  # first lessons or nudges: paced by the Web API
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         logger.exception("unhandled error in a Slack listener", exc_info=error)
@@ -567,6 +605,33 @@ class SlackAdapter:
             session = getattr(client, "session", None)
             if session is not None:
                 await session.close()
+
+
+class Gate:
+    """At most n pieces of work after the ack at once, each inside guard()."""
+
+    def __init__(self, size: int) -> None:
+        self._slots = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        async with self._slots, guard():
+            yield
+
+
+@asynccontextmanager
+async def guard() -> AsyncIterator[None]:
+    """Log what fails after the ack instead of raising it.
+
+    Raising there would reach slack-bolt's error path, which can undo the
+    acknowledgement already given (a 3 s hang, then a 404 for Slack).
+    """
+    try:
+        yield
+    except SlackApiError as error:
+        logger.warning("Slack refused a call: %s", error.response.get("error"))
+    except Exception:  # the top-level handler for work after the ack
+        logger.exception("unhandled error in Slack work after the ack")
 
 
 def _says(lang: Language, verb: str, word: str) -> bool:

@@ -39,7 +39,7 @@ class Command:
     name: str
     targets: list[Target] = field(default_factory=list)
     request: EnrolRequest = field(default_factory=EnrolRequest)
-    keep: bool = False
+    keep: bool | None = None  # None: leave a channel's kept-open setting as it is
 
 
 def parse(text: str, today: date) -> Command:
@@ -100,7 +100,7 @@ def _enrol_options(options: dict[str, str], today: date, usage: str) -> tuple[En
     if language is not None and language not in LANGUAGES:
         raise UsageError("admin.bad_option", usage, token=f"lang={language}")
     deadline = _deadline(options.get("deadline"), today, usage)
-    keep = _yes_no(options, "keep", usage)
+    keep = _yes_no(options, "keep", usage) if "keep" in options else None
     guests = _yes_no(options, "guests", usage)
     return EnrolRequest(track, language, deadline, guests), keep
 
