@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from bot.adapters.web import Verification
 from bot.app import App
 
 logger = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ def build(app: App) -> web.Application:
     web_app = web.Application()
     web_app[APP_KEY] = app
     web_app.router.add_get("/healthz", _healthz)
+    Verification(app).routes(web_app)
     mode = app.settings.slack_mode()
     if mode is None:
         logger.info(

@@ -1,0 +1,99 @@
+"""The public certificate check: GET /certificates/{code} says valid, expired, revoked, unknown.
+
+A small accessible page in Danish or English (by the browser's language). Codes
+are 120 random bits; every answer takes the same minimum time, and each client
+may ask a limited number of times a minute, so codes cannot be guessed in bulk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections import defaultdict, deque
+
+from aiohttp import web
+from sqlalchemy import select
+
+from bot import certificate as certificates
+from bot import dates
+from bot.app import App
+from bot.lessons.course import Language
+from bot.store.models import Certificate
+
+ANSWER_SECONDS = 0.05
+PER_MINUTE = 30
+
+
+class Verification:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.asked: dict[str, deque[float]] = defaultdict(deque)
+
+    def routes(self, web_app: web.Application) -> None:
+        web_app.router.add_get("/certificates/{code}", self.page)
+
+    def _allowed(self, client: str) -> bool:
+        now = time.monotonic()
+        times = self.asked[client]
+        while times and now - times[0] > 60:
+            times.popleft()
+        times.append(now)
+        return len(times) <= PER_MINUTE
+
+    async def page(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        lang = self.app.course.language(_language(request.headers.get("Accept-Language", "")))
+        if not self._allowed(request.remote or "?"):
+            return _html(lang.code, lang.s("verify.title"), lang.s("verify.too_many"), 429)
+        code = certificates.normalise_code(request.match_info["code"])
+        certificate = None
+        if len(code) <= 64:
+            async with self.app.db.session() as session:
+                query = select(Certificate).filter_by(code=code)
+                certificate = (await session.execute(query)).scalar_one_or_none()
+        state = certificates.status(certificate)
+        body = self._body(state, certificate, lang)
+        await asyncio.sleep(max(0.0, ANSWER_SECONDS - (time.monotonic() - started)))
+        return _html(lang.code, lang.s("verify.title"), body, 200 if certificate else 404)
+
+    def _body(self, state: str, certificate: Certificate | None, lang: Language) -> str:
+        heading = f"<h2>{html.escape(lang.s(f'verify.{state}'))}</h2>"
+        if certificate is None:
+            return heading
+        rows = {
+            lang.s("verify.name"): certificate.learner_name,
+            lang.s("verify.organisation"): certificate.organisation_name,
+            lang.s("verify.course"): f"{certificate.course_title} {certificate.course_version}",
+            lang.s("verify.issued"): dates.format_date(certificate.issued_at, lang.code),
+            lang.s("verify.expires"): dates.format_date(certificate.expires_at, lang.code),
+            lang.s("verify.code"): certificate.code,
+        }
+        items = "".join(
+            f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows.items() if v
+        )
+        return f"{heading}<dl>{items}</dl>"
+
+
+def _language(header: str) -> str:
+    """The first of the browser's languages that the course offers (da or en)."""
+    for part in header.split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in ("da", "en"):
+            return code
+    return "en"
+
+
+def _html(lang: str, title: str, body: str, status: int) -> web.Response:
+    page = (
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:2em auto;"
+        "padding:0 1em;line-height:1.5;color:#1b1b1b}dt{font-weight:600}"
+        "dd{margin:0 0 .6em 0}h1{color:#1f4e79}</style></head>"
+        f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
+    )
+    return web.Response(
+        text=page, content_type="text/html", status=status, headers={"Cache-Control": "no-store"}
+    )
