@@ -14,8 +14,11 @@ logger = logging.getLogger(__name__)
 APP_KEY = web.AppKey("nis2_app", App)
 
 
-def build(app: App) -> web.Application:
-    """The web application; Slack is switched on when its settings are present."""
+def build(app: App, teams_authentication: object = None) -> web.Application:
+    """The web application; Slack and Teams are each switched on when their settings are present.
+
+    `teams_authentication` replaces botbuilder's own, for tests against a local fake.
+    """
     web_app = web.Application()
     web_app[APP_KEY] = app
     web_app.router.add_get("/healthz", _healthz)
@@ -27,6 +30,16 @@ def build(app: App) -> web.Application:
         )
     else:
         _add_slack(web_app, app, mode)
+    missing = app.settings.teams_missing()
+    if missing:
+        logger.warning("Teams is off; to switch it on set %s", ", ".join(missing))
+    else:
+        from bot.adapters.teams.app import TeamsAdapter
+
+        teams = TeamsAdapter(app, teams_authentication)
+        web_app[TEAMS_KEY] = teams
+        web_app.router.add_post("/api/messages", teams.handle)
+        logger.info("Teams is on (%s)", app.settings.microsoft_app_type)
     return web_app
 
 
@@ -54,6 +67,7 @@ def _add_slack(web_app: web.Application, app: App, mode: str) -> None:
 
 SLACK_KEY = web.AppKey("slack", object)
 SOCKET_KEY = web.AppKey("slack_socket", object)
+TEAMS_KEY = web.AppKey("teams", object)
 
 
 async def _healthz(request: web.Request) -> web.Response:
