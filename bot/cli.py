@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
     serve.add_argument("--port", type=int, help="port (default: $PORT or 3000)")
 
+    package = commands.add_parser("teams-package", help="write the Teams app zip to upload")
+    package.add_argument("--output", type=Path, default=Path("nis2-coach-teams.zip"))
+    package.add_argument(
+        "--website",
+        default="https://www.example.com",
+        help="your public https address (shown in the app's details)",
+    )
+
     content = commands.add_parser("content", help="work with the course content")
     content_commands = content.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = content_commands.add_parser("check", help="check the course and print a summary")
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
 
+    if args.command == "teams-package":
+        return teams_package(args, settings)
     if args.command == "content":
         try:
             return content_check(args.dir or settings.content_dir)
@@ -98,6 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (e.g. piped into head): stop quietly, as other tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+
+
+def teams_package(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.adapters.teams import package
+
+    if not settings.microsoft_app_id:
+        print("nis2-coach: set MICROSOFT_APP_ID (the bot's app id) first", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.website.startswith("https://"):
+        print("nis2-coach: --website must start with https://", file=sys.stderr)
+        return EXIT_USAGE
+    path = package.write(args.output, settings.microsoft_app_id, args.website)
+    print(f"Teams app package written to {path.resolve()}")
+    return EXIT_OK
 
 
 def content_check(folder: Path) -> int:

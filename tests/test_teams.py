@@ -200,10 +200,14 @@ async def test_whole_course_in_teams(teams: TeamsHarness, course: Course) -> Non
     assert teams.fake.updates, "answers update their card in place (C18)"
     certificate = [card for _, card in teams.cards_in(chat) if "🎓" in str(card)][-1]
     urls = [a["url"] for a in certificate["actions"] if a["type"] == "Action.OpenUrl"]
-    assert any(url.endswith("/pdf") for url in urls)
+    download = next(url for url in urls if url.endswith("/pdf"))
+    local = teams.url + "/certificates/" + download.split("/certificates/")[1]
+    async with teams.session.get(local) as response:
+        assert response.status == 200 and (await response.read()).startswith(b"%PDF")
 
 
 async def test_c11_unreachable_people_are_marked_and_listed(teams: TeamsHarness) -> None:
+    teams.fake.page_size = 1  # the roster comes page by page
     teams.fake.fail(status=403, code="ConversationBlockedByUser", operation="create", times=1)
     assert await teams.post(in_channel(OWNER, teams.fake.url, "enroll")) == 201
     async with teams.app.db.session() as session:
@@ -299,3 +303,83 @@ async def test_a_non_owner_is_refused_the_admin_commands(teams: TeamsHarness) ->
     assert len(replies) == 3 and all("only admins can use" in reply for reply in replies)
     assert await count(teams.app.db, Enrolment) == 0
     await asyncio.sleep(0)
+
+
+def mention(member: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "mention",
+        "text": f"<at>{member['name']}</at>",
+        "mentioned": {"id": member["id"], "name": member["name"]},
+    }
+
+
+async def test_kept_team_enrols_people_added_later_and_managers_follow_it(
+    teams: TeamsHarness,
+) -> None:
+    assert await teams.post(in_channel(OWNER, teams.fake.url, "enroll keep=yes track=technical"))
+    newcomer = {
+        "id": "29:1nina",
+        "aadObjectId": "aad-nina",
+        "name": "Nina Newhire",
+        "userRole": "user",
+    }
+    teams.fake.add_team(TEAM, TENANT, [OWNER, ADA, GRACE, newcomer])
+    added = in_channel(OWNER, teams.fake.url, "")
+    added.update(
+        type="conversationUpdate",
+        text=None,
+        entities=None,
+        membersAdded=[
+            {"id": newcomer["id"], "name": newcomer["name"], "aadObjectId": newcomer["aadObjectId"]}
+        ],
+    )
+    assert await teams.post(added) in (200, 201)
+    found = await teams.app.coach.find_learner("teams", TENANT, "aad-nina")
+    assert found is not None and found[1].track == "technical"
+    assert teams.chat_with(newcomer)
+
+    command = in_channel(OWNER, teams.fake.url, f"manager <at>{ADA['name']}</at>")
+    command["entities"].append(mention(ADA))
+    assert await teams.post(command) == 201
+    reply = teams.fake.sends[-1]["activity"]["attachments"][0]["content"]["body"][0]["text"]
+    assert "Ada Lovelace now follows the progress of" in reply
+
+
+def test_teams_package_is_ready_to_upload(tmp_path, monkeypatch, capsys) -> None:
+    import json
+    import struct
+    import zipfile
+
+    from bot.cli import main
+
+    monkeypatch.delenv("MICROSOFT_APP_ID", raising=False)
+    assert main(["teams-package", "--output", str(tmp_path / "x.zip")]) == 2
+    monkeypatch.setenv("MICROSOFT_APP_ID", APP_ID)
+    assert main(["teams-package", "--output", str(tmp_path / "app.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "app.zip") as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        sizes = {
+            name: struct.unpack(">II", archive.read(name)[16:24])
+            for name in ("color.png", "outline.png")
+        }
+    (bot,) = manifest["bots"]
+    assert bot["botId"] == APP_ID and set(bot["scopes"]) == {"personal", "team"}
+    titles = {c["title"] for lists in bot["commandLists"] for c in lists["commands"]}
+    assert {"next", "progress", "enroll", "unenroll", "manager", "status", "remind"} <= titles
+    assert sizes == {"color.png": (192, 192), "outline.png": (32, 32)}
+
+
+async def test_one_server_serves_slack_and_teams(
+    course: Course, db: Database, settings: Settings
+) -> None:
+    both = settings.model_copy(
+        update={
+            "microsoft_app_id": APP_ID,
+            "microsoft_app_password": PASSWORD,
+            "slack_bot_token": "xoxb-x",
+            "slack_signing_secret": "secret",
+        }
+    )
+    web_app = server.build(App(both, course, db, Coach(course, db, both)))
+    paths = {route.resource.canonical for route in web_app.router.routes()}
+    assert {"/slack/events", "/api/messages", "/healthz", "/certificates/{code}"} <= paths

@@ -32,6 +32,7 @@ class Verification:
 
     def routes(self, web_app: web.Application) -> None:
         web_app.router.add_get("/certificates/{code}", self.page)
+        web_app.router.add_get("/certificates/{code}/pdf", self.pdf)
 
     def _allowed(self, client: str) -> bool:
         now = time.monotonic()
@@ -56,6 +57,27 @@ class Verification:
         body = self._body(state, certificate, lang)
         await asyncio.sleep(max(0.0, ANSWER_SECONDS - (time.monotonic() - started)))
         return _html(lang.code, lang.s("verify.title"), body, 200 if certificate else 404)
+
+    async def pdf(self, request: web.Request) -> web.StreamResponse:
+        """The certificate PDF, for the Teams card's download link; the code is the key."""
+        started = time.monotonic()
+        if not self._allowed(request.remote or "?"):
+            raise web.HTTPTooManyRequests()
+        code = certificates.normalise_code(request.match_info["code"])
+        async with self.app.db.session() as session:
+            query = select(Certificate).filter_by(code=code)
+            certificate = (await session.execute(query)).scalar_one_or_none()
+        await asyncio.sleep(max(0.0, ANSWER_SECONDS - (time.monotonic() - started)))
+        path = certificates.pdf_path(certificate) if certificate else None
+        if path is None or not path.is_file() or certificate.revoked_at is not None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Disposition": f'attachment; filename="nis2-certificate-{code}.pdf"',
+                "Cache-Control": "no-store",
+            },
+        )
 
     def _body(self, state: str, certificate: Certificate | None, lang: Language) -> str:
         heading = f"<h2>{html.escape(lang.s(f'verify.{state}'))}</h2>"

@@ -56,7 +56,7 @@ UNREACHABLE = frozenset(
 )
 MAX_TRIES = 5
 PAGE_SIZE = 500
-ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind"})
+ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind", "manager"})
 
 
 @dataclass(frozen=True)
@@ -283,6 +283,26 @@ class CoachBot(ActivityHandler):
             return
         await self._learner_text(turn_context, enrolment, verb, words)
 
+    async def on_members_added_activity(
+        self, members_added: list[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        """People added to a team kept open are enrolled like those before them."""
+        activity = turn_context.activity
+        team_id = _team_id(activity)
+        if not team_id:
+            return
+        organisation_id = await self.teams.organisation_id(_tenant(activity))
+        team = await self.teams.programme.kept_team(organisation_id, team_id)
+        people = [m for m in members_added if m.id != activity.recipient.id]
+        if team is None or not people:
+            return
+        request = self.teams.programme.joiner_request(team)
+        members = [Member(m.aad_object_id or m.id, m.name or m.id) for m in people]
+        outcome = await self.teams.programme.enrol_members(
+            organisation_id, members, request, team.id
+        )
+        await self._start_all(turn_context, people, outcome)
+
     async def _learner_text(
         self, context: TurnContext, enrolment: Any, verb: str, words: list[str]
     ) -> None:
@@ -358,6 +378,8 @@ class CoachBot(ActivityHandler):
                 reply = lang.s("admin.unenrolled", count=count)
             elif verb == "remind":
                 reply = lang.s("admin.reminded", count=await self._remind(organisation_id))
+            elif verb == "manager":
+                reply = await self._manager(context, organisation_id, lang)
             elif verb == "status":
                 reply = await self._status(organisation_id, found, lang)
             else:
@@ -437,6 +459,30 @@ class CoachBot(ActivityHandler):
         await self.teams.programme.close_team(organisation_id, team_id)
         ids = [member.aad_object_id or member.id for member in roster]
         return await self.teams.programme.unenrol(organisation_id, ids)
+
+    async def _manager(self, context: TurnContext, organisation_id: int, lang: Language) -> str:
+        """`manager @person`: that person follows this team's progress."""
+        activity = context.activity
+        team_id = _team_id(activity)
+        mentioned = [
+            entity.additional_properties.get("mentioned") or {}
+            for entity in activity.entities or []
+            if entity.type == "mention"
+        ]
+        people = [m for m in mentioned if m.get("id") and m["id"] != activity.recipient.id]
+        if not team_id or not people:
+            raise UsageError("admin.usage_manager")
+        team = await self.teams.programme.find_team(organisation_id, team_id)
+        if team is None:
+            raise UsageError("admin.team_not_enrolled", team=team_id)
+        member = await with_retries(
+            lambda: TeamsInfo.get_team_member(context, team_id, people[0]["id"])
+        )
+        person = await self.coach.person(
+            organisation_id, member.aad_object_id or member.id, member.name or member.id
+        )
+        await self.teams.programme.assign_manager(team.id, person.id)
+        return lang.s("admin.manager_set", manager=person.name, teams=team.name)
 
     async def _remind(self, organisation_id: int) -> int:
         """A nudge, in each learner's own chat, to everyone behind; returns how many."""
