@@ -383,3 +383,12 @@ async def test_one_server_serves_slack_and_teams(
     web_app = server.build(App(both, course, db, Coach(course, db, both)))
     paths = {route.resource.canonical for route in web_app.router.routes()}
     assert {"/slack/events", "/api/messages", "/healthz", "/certificates/{code}"} <= paths
+
+
+async def test_enrolling_named_members_only(teams: TeamsHarness) -> None:
+    command = in_channel(OWNER, teams.fake.url, f"enroll <at>{GRACE['name']}</at> lang=da")
+    command["entities"].append(mention(GRACE))
+    assert await teams.post(command) == 201
+    assert await count(teams.app.db, Enrolment) == 1
+    found = await teams.app.coach.find_learner("teams", TENANT, GRACE["aadObjectId"])
+    assert found[1].language == "da"

@@ -421,6 +421,9 @@ class CoachBot(ActivityHandler):
         if not team_id:
             raise UsageError("admin.usage_enroll")
         roster = await self._roster(context, team_id)
+        named = {person.id for person in _mentioned(context.activity)}
+        if named:  # "enroll @Ada @Grace": only those people, not the whole team
+            roster = [member for member in roster if member.id in named]
         team = await self.teams.programme.team(organisation_id, team_id, team_id, request, keep)
         members = [Member(m.aad_object_id or m.id, m.name or m.id) for m in roster]
         outcome = await self.teams.programme.enrol_members(
@@ -516,6 +519,15 @@ class CoachBot(ActivityHandler):
                 names=", ".join(name for name, _ in unreachable),
             )
         return line
+
+
+def _mentioned(activity: Activity) -> list[ChannelAccount]:
+    """The people @mentioned in a message, the bot itself left out."""
+    accounts = [
+        ChannelAccount().deserialize(entity.additional_properties.get("mentioned") or {})
+        for entity in TurnContext.get_mentions(activity)
+    ]
+    return [account for account in accounts if account.id and account.id != activity.recipient.id]
 
 
 def _tenant(activity: Activity) -> str:
