@@ -57,13 +57,10 @@ class TeamsHarness:
             return response.status
 
     def chat_with(self, member: dict[str, Any]) -> str:
-        """The 1:1 conversation the bot created with a member."""
-        creates = [
-            call for call in self.fake.calls if call.operation == "create" and call.status == 201
-        ]
-        for body, call in zip(self.fake.created, creates, strict=True):
-            if body["members"][0]["id"] == member["id"]:
-                return call.conversation_id
+        """The 1:1 conversation the bot created with a member (the fake keeps one per person)."""
+        for (_, tenant, member_id), conversation_id in self.fake._personal.items():
+            if member_id == member["id"] and tenant == TENANT:
+                return conversation_id
         raise AssertionError(f"no 1:1 chat with {member['name']}")
 
     def cards_in(self, conversation_id: str) -> list[tuple[str, dict[str, Any]]]:

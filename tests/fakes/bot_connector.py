@@ -198,6 +198,7 @@ class FakeConnector:
 
     def __init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._instance = secrets.token_hex(6)
         self._kid = secrets.token_hex(10)
         self._lock = threading.Lock()
         self._apps: dict[str, _App] = {}
@@ -240,7 +241,9 @@ class FakeConnector:
     @property
     def openid_url(self) -> str:
         """Stands in for https://login.botframework.com/v1/.well-known/openidconfiguration."""
-        return self.url + "v1/.well-known/openidconfiguration"
+        # botbuilder caches keys per metadata URL for a day: a fresh path per fake keeps a
+        # later fake on a reused port from meeting an earlier fake's keys.
+        return self.url + f"{self._instance}/v1/.well-known/openidconfiguration"
 
     @property
     def login_url(self) -> str:
@@ -301,8 +304,8 @@ class FakeConnector:
 
     def _add_routes(self, app: web.Application) -> None:
         """Connector routes are served at the root and under one regional segment."""
-        app.router.add_get("/v1/.well-known/openidconfiguration", self._openid)
-        app.router.add_get("/v1/.well-known/keys", self._keys)
+        app.router.add_get(f"/{self._instance}/v1/.well-known/openidconfiguration", self._openid)
+        app.router.add_get(f"/{self._instance}/v1/.well-known/keys", self._keys)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         for prefix in ("", "/{region}"):
             conversation = prefix + "/v3/conversations/{conversation}"
@@ -466,7 +469,7 @@ class FakeConnector:
             {
                 "issuer": BOT_FRAMEWORK_ISSUER,
                 "authorization_endpoint": self.url + "v1/.well-known/authorize",
-                "jwks_uri": self.url + "v1/.well-known/keys",
+                "jwks_uri": self.url + f"{self._instance}/v1/.well-known/keys",
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             }
