@@ -339,3 +339,47 @@ async def test_non_admins_are_refused_every_admin_command(slack: SlackHarness) -
         assert reply["response_type"] == "ephemeral"
     assert await count(slack.app.db, Enrolment) == 0
     assert not slack.fake.calls_to("conversations.members")
+
+
+async def test_oauth_install_stores_the_workspace_in_our_database(
+    course: Course, db: Database, settings: Settings
+) -> None:
+    """Many workspaces: install, Slack's redirect back, and the token kept by slack_sdk."""
+    fake = FakeSlack()
+    await fake.start()
+    fake.add_workspace("T0NEWCO1", "xoxb-unused", name="Newco")
+    fake.add_oauth_code("code-123", "T0NEWCO1", "U0INSTALL")
+    many = settings.model_copy(
+        update={
+            "slack_client_id": "111.222",
+            "slack_client_secret": "secret",
+            "slack_signing_secret": SECRET,
+            "slack_api_url": fake.api_url,
+        }
+    )
+    app = App(many, course, db, Coach(course, db, many))
+    runner = aiohttp.web.AppRunner(server.build(app))
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/slack/install", allow_redirects=False) as response:
+                assert response.status in (200, 302)
+                page = await response.text()
+                location = response.headers.get("Location", "") + page
+                cookie = response.headers["Set-Cookie"].split(";")[0]  # Secure: sent by hand
+            state = location.split("state=")[1].split("&")[0].split('"')[0]
+            async with session.get(
+                f"{base}/slack/oauth_redirect?code=code-123&state={state}",
+                headers={"Cookie": cookie},
+                allow_redirects=False,
+            ) as response:
+                assert response.status in (200, 302), await response.text()
+        adapter = SlackAdapter(app)
+        client = await adapter.client_for("T0NEWCO1")
+        assert client.token == "xoxb-T0NEWCO1-oauth"
+        await adapter.close()
+    finally:
+        await runner.cleanup()
+        await fake.stop()

@@ -389,3 +389,24 @@ async def test_enrolling_named_members_only(teams: TeamsHarness) -> None:
     assert await count(teams.app.db, Enrolment) == 1
     found = await teams.app.coach.find_learner("teams", TENANT, GRACE["aadObjectId"])
     assert found[1].language == "da"
+
+
+async def test_c14_a_new_chat_carries_the_tenant(teams: TeamsHarness) -> None:
+    assert await teams.post(in_channel(OWNER, teams.fake.url, "enroll")) == 201
+    assert len(teams.fake.created) == 3
+    for body in teams.fake.created:
+        assert body["isGroup"] is False
+        assert TENANT in (body.get("tenantID"), body.get("tenantId"))
+        assert body["channelData"]["tenant"]["id"] == TENANT
+
+
+async def test_c18_an_answer_replaces_its_card_in_place(teams: TeamsHarness) -> None:
+    await teams.post(in_channel(OWNER, teams.fake.url, "enroll"))
+    chat = teams.chat_with(ADA)
+    activity_id, card = next((a, c) for a, c in reversed(teams.cards_in(chat)) if c.get("actions"))
+    value = {**card["actions"][0]["data"], "option": card["body"][2]["choices"][0]["value"]}
+    await teams.post(personal(ADA, teams.fake.url, chat, value=value, replyToId=activity_id))
+    (update,) = [u for u in teams.fake.updates if u["conversation_id"] == chat]
+    assert update["activity_id"] == activity_id
+    replaced = update["activity"]["attachments"][0]["content"]
+    assert "actions" not in replaced and "Input.ChoiceSet" not in str(replaced)
