@@ -74,8 +74,7 @@ def clean_name(raw: str) -> str | None:
 
 
 def bar(progress: ModuleProgress) -> str:
-    filled = round(BAR_WIDTH * progress.done / progress.total) if progress.total else BAR_WIDTH
-    return "█" * filled + "░" * (BAR_WIDTH - filled) + f" {progress.done}/{progress.total}"
+    return progress.bar("█", "░")
 
 
 @dataclass

@@ -108,9 +108,7 @@ def buttons(choices: tuple[Choice, ...] | list[Choice]) -> ActionsBlock:
 
 
 def bar(progress: ModuleProgress) -> str:
-    width = 10
-    filled = round(width * progress.done / progress.total) if progress.total else width
-    return "▰" * filled + "▱" * (width - filled) + f" {progress.done}/{progress.total}"
+    return progress.bar("▰", "▱")
 
 
 def render(message: Message, lang: Language) -> Payload:

@@ -66,9 +66,7 @@ def choice_button(choice: Choice) -> dict[str, Any]:
 
 
 def bar(progress: ModuleProgress) -> str:
-    width = 10
-    filled = round(width * progress.done / progress.total) if progress.total else width
-    return "▰" * filled + "▱" * (width - filled) + f" {progress.done}/{progress.total}"
+    return progress.bar("▰", "▱")
 
 
 def render(message: Message, lang: Language) -> Card:
