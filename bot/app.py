@@ -45,13 +45,13 @@ async def open_app(settings: Settings, migrate: bool = True) -> AsyncIterator[Ap
     course = load_course(settings.content_dir)
     try:
         db = Database(settings.database_url, settings.database_schema)
-    except (SQLAlchemyError, ImportError) as error:
+    except (SQLAlchemyError, ImportError, ValueError) as error:
         raise DatabaseUnavailable(settings.database_url, error) from None
     try:
         if migrate:
             try:
                 await db.upgrade()
-            except (SQLAlchemyError, OSError, ImportError) as error:
+            except (SQLAlchemyError, OSError, ImportError, ValueError, OverflowError) as error:
                 raise DatabaseUnavailable(settings.database_url, error) from None
         logger.info(
             "course %s %s loaded (%s)", course.meta.id, course.version, course.content_hash[:12]

@@ -189,7 +189,10 @@ async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     if certificate is not None:
         issued = dates.format_date(certificate.issued_at, "en")
         expires = dates.format_date(certificate.expires_at, "en")
-        print(f"  {certificate.learner_name}, {certificate.organisation_name}")
+        print(
+            "  "
+            + ", ".join(filter(None, [certificate.learner_name, certificate.organisation_name]))
+        )
         print(
             f"  {certificate.course_title} {certificate.course_version}, score "
             f"{round(certificate.score * 100)} %, issued {issued}, expires {expires}"

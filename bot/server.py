@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.adapters.web import Verification
 from bot.app import App
@@ -25,7 +28,7 @@ def build(app: App, teams_authentication: object = None) -> web.Application:
     Verification(app).routes(web_app)
     mode = app.settings.slack_mode()
     if mode is None:
-        logger.info(
+        logger.warning(
             "Slack is off; to switch it on set one of: %s", "; ".join(app.settings.slack_missing())
         )
     else:
@@ -71,8 +74,13 @@ TEAMS_KEY = web.AppKey("teams", object)
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    """200 when every configured connection works; 503 naming what does not (C10)."""
+    """200 when the database and every configured connection work; 503 naming what does not."""
     problems = []
+    try:
+        async with asyncio.timeout(3), request.app[APP_KEY].db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError):
+        problems.append("the database does not answer")
     socket = request.app.get(SOCKET_KEY)
     if socket is not None and not socket.healthy():
         problems.append("slack socket mode is not connected")

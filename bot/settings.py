@@ -43,11 +43,13 @@ class Settings(BaseModel):
     content_dir: Path = REPO_CONTENT
     org_file: Path = Path("organisation.yaml")
     certificate_dir: Path = Path("certificates")
-    certificate_base_url: str = "http://localhost:3000/certificates/"
+    certificate_base_url: str = Field(
+        default="http://localhost:3000/certificates/", pattern=r"^https?://\S+$"
+    )
     certificate_valid_months: int = Field(default=12, ge=1, le=120)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     certificate_font: Path | None = None
-    default_language: str = "en"
+    default_language: Literal["da", "en"] = "en"
     port: int = Field(default=3000, ge=1, le=65535)
     admin_user_ids: str = ""
     slack_bot_token: str | None = None

@@ -103,3 +103,39 @@ def test_font_covers_names_beyond_latin_1() -> None:
 def test_content_check_of_a_missing_folder(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["content", "check", "/nope"]) == 1
     assert "/nope:1: is not a folder" in capsys.readouterr().err
+
+
+def test_quit_at_the_name_prompt_is_not_a_name(tmp_path: Path) -> None:
+    result = chat(tmp_path, ["quit"])
+    assert result.returncode == 0
+    assert "Hi quit" not in result.stdout
+    again = chat(tmp_path, ["Ada", "quit"])
+    assert "Hi Ada" in again.stdout
+
+
+def test_input_that_is_not_utf8_is_kept(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "chat", "--name", "Latin"],
+        input=b"1\n2\nJeg h\xf8rte\nquit\n",
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"},
+    )
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "internal error" not in result.stderr.decode()
+    assert "Thank you for your reflection" in out or "Question" in out
+
+
+def test_a_database_port_out_of_range_is_named(tmp_path: Path) -> None:
+    result = chat(
+        tmp_path,
+        ["quit"],
+        "--name",
+        "Ada",
+        env={"DATABASE_URL": "postgresql://u:p@127.0.0.1:99999/x"},
+    )
+    assert result.returncode == 2
+    assert "cannot use the database" in result.stderr and "Traceback" not in result.stderr

@@ -410,3 +410,13 @@ async def test_c18_an_answer_replaces_its_card_in_place(teams: TeamsHarness) -> 
     assert update["activity_id"] == activity_id
     replaced = update["activity"]["attachments"][0]["content"]
     assert "actions" not in replaced and "Input.ChoiceSet" not in str(replaced)
+
+
+async def test_status_shows_each_person_only_what_is_theirs(teams: TeamsHarness) -> None:
+    await teams.post(in_channel(OWNER, teams.fake.url, "enroll"))
+    await teams.post(in_channel(ADA, teams.fake.url, "status"))
+    learner_view = teams.fake.sends[-1]["activity"]["attachments"][0]["content"]["body"][0]["text"]
+    assert "Your progress" in learner_view and "Enrolled 3" not in learner_view
+    await teams.post(in_channel(OWNER, teams.fake.url, "status"))
+    owner_view = teams.fake.sends[-1]["activity"]["attachments"][0]["content"]["body"][0]["text"]
+    assert "Enrolled 3" in owner_view

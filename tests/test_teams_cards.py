@@ -14,7 +14,7 @@ import pytest
 from bot.adapters.teams import cards
 from bot.lessons.course import Course
 from bot.lessons.messages import FeedbackCard, QuestionCard
-from tests.cards import library_problems_or_skip, schema_errors
+from tests.cards import library_problems_or_skip, schema_errors_or_skip
 from tests.catalogue import every_message
 
 TEAMS_MOBILE = (1, 2)
@@ -47,7 +47,7 @@ def produced(course: Course) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_every_card_passes_the_schema_of_its_version(produced) -> None:
-    failures = {name: errors for name, card in produced if (errors := schema_errors(card))}
+    failures = {name: errors for name, card in produced if (errors := schema_errors_or_skip(card))}
     assert not failures, json.dumps(dict(list(failures.items())[:3]), indent=1)
 
 

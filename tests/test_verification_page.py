@@ -64,3 +64,19 @@ async def test_a_burst_of_guesses_is_rate_limited(site) -> None:
     statuses = [(await fetch(session, base + f"NIS2-GUESS-{n:04d}"))[0] for n in range(35)]
     assert statuses[:30] == [404] * 30
     assert set(statuses[30:]) == {429}
+
+
+async def test_healthz_reports_a_database_that_does_not_answer(site) -> None:
+    app, session, base = site
+    health = base.replace("/certificates/", "/healthz")
+    async with session.get(health) as response:
+        assert response.status == 200
+    working = app.db
+    app.db = Database("postgresql://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    try:
+        async with session.get(health) as response:
+            assert response.status == 503
+            assert "database" in (await response.json())["problems"][0]
+    finally:
+        await app.db.dispose()
+        app.db = working

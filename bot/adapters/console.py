@@ -60,8 +60,9 @@ class StdinReader:
 
     @staticmethod
     def _pump(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line)
+        # Bytes decoded here, so a terminal that is not UTF-8 gives odd letters, not errors.
+        for raw in sys.stdin.buffer:
+            loop.call_soon_threadsafe(lines.put_nowait, raw.decode("utf-8", errors="replace"))
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
 
@@ -137,6 +138,11 @@ class ConsoleChat:
             line = await self._input()
             if line is None:
                 return None
+            if self._is(line, "quit"):
+                return None
+            if self._is(line, "help"):
+                self.say(self.lang.s("chat.ask_name"))
+                continue
             name = clean_name(line)
             if name is not None:
                 return name

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import time
 from collections import defaultdict, deque
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import certificate as certificates
 from bot import dates
 from bot.app import App
 from bot.lessons.course import Language
 from bot.store.models import Certificate
+
+logger = logging.getLogger(__name__)
 
 ANSWER_SECONDS = 0.05
 PER_MINUTE = 30
@@ -36,6 +40,9 @@ class Verification:
 
     def _allowed(self, client: str) -> bool:
         now = time.monotonic()
+        if len(self.asked) > 10_000:  # forget clients that have gone quiet
+            for quiet in [key for key, times in self.asked.items() if now - times[-1] > 60]:
+                del self.asked[quiet]
         times = self.asked[client]
         while times and now - times[0] > 60:
             times.popleft()
@@ -49,10 +56,14 @@ class Verification:
             return _html(lang.code, lang.s("verify.title"), lang.s("verify.too_many"), 429)
         code = certificates.normalise_code(request.match_info["code"])
         certificate = None
-        if len(code) <= 64:
-            async with self.app.db.session() as session:
-                query = select(Certificate).filter_by(code=code)
-                certificate = (await session.execute(query)).scalar_one_or_none()
+        try:
+            if len(code) <= 64:
+                async with self.app.db.session() as session:
+                    query = select(Certificate).filter_by(code=code)
+                    certificate = (await session.execute(query)).scalar_one_or_none()
+        except (SQLAlchemyError, OSError):
+            logger.warning("certificate check failed: the database does not answer")
+            return _html(lang.code, lang.s("verify.title"), lang.s("verify.unavailable"), 503)
         state = certificates.status(certificate)
         body = self._body(state, certificate, lang)
         await asyncio.sleep(max(0.0, ANSWER_SECONDS - (time.monotonic() - started)))

@@ -249,6 +249,8 @@ class CoachBot(ActivityHandler):
             key = f"{activity.conversation.id}:{activity.id}"
             if not await self.coach.claim_event(PLATFORM, key):
                 return  # Teams redelivered it (C16)
+        elif _is_personal(activity) and activity.from_property is not None:
+            await self._person(turn_context)  # installed in a personal chat: remember it (C12)
         await super().on_turn(turn_context)
 
     async def _person(self, context: TurnContext) -> tuple[int, int, Any]:
@@ -381,7 +383,7 @@ class CoachBot(ActivityHandler):
             elif verb == "manager":
                 reply = await self._manager(context, organisation_id, lang)
             elif verb == "status":
-                reply = await self._status(organisation_id, found, lang)
+                reply = await self._status(context, organisation_id, found, lang)
             else:
                 reply = lang.s("admin.help")
         except UsageError as error:
@@ -502,23 +504,45 @@ class CoachBot(ActivityHandler):
                 logger.warning("no chat with learner of enrolment %s yet", enrolment_id)
         return len(behind)
 
-    async def _status(self, organisation_id: int, found: Any, lang: Language) -> str:
-        counts = await self.teams.programme.organisation_counts(organisation_id)
-        line = lang.s(
-            "home.admin_counts",
-            enrolled=counts.enrolled,
-            in_progress=counts.in_progress,
-            certified=counts.certified,
-            overdue=counts.overdue,
-        )
-        unreachable = await self.teams.programme.unreachable(organisation_id)
-        if unreachable:
-            line += "\n" + lang.s(
-                "platform.unreachable",
-                count=len(unreachable),
-                names=", ".join(name for name, _ in unreachable),
+    async def _status(
+        self, context: TurnContext, organisation_id: int, found: Any, lang: Language
+    ) -> str:
+        """A learner their progress, a manager their teams, an admin the organisation."""
+        parts: list[str] = []
+        if found is not None and found[1] is not None:
+            card = (await self.coach.progress(found[1].id))[0]
+            rows = [f"{m.done}/{m.total}  {m.title}" for m in card.modules]
+            parts.append("\n".join([card.heading, *rows, card.summary]))
+        if found is not None:
+            for team, counts in await self.teams.programme.team_counts(found[0].id):
+                parts.append(
+                    lang.s(
+                        "status.team_line",
+                        team=team.name,
+                        enrolled=counts.enrolled,
+                        in_progress=counts.in_progress,
+                        certified=counts.certified,
+                        overdue=counts.overdue,
+                    )
+                )
+        if await self._is_admin(context):
+            counts = await self.teams.programme.organisation_counts(organisation_id)
+            line = lang.s(
+                "home.admin_counts",
+                enrolled=counts.enrolled,
+                in_progress=counts.in_progress,
+                certified=counts.certified,
+                overdue=counts.overdue,
             )
-        return line
+            unreachable = await self.teams.programme.unreachable(organisation_id)
+            if unreachable:
+                line += "\n" + lang.s(
+                    "platform.unreachable",
+                    count=len(unreachable),
+                    names=", ".join(name for name, _ in unreachable),
+                )
+            parts.append(line)
+        return "\n\n".join(parts) or lang.s("platform.not_enrolled")
 
 
 def _mentioned(activity: Activity) -> list[ChannelAccount]:
