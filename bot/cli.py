@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -159,6 +160,10 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings) as app:
         runner = web.AppRunner(server.build(app), access_log=None, shutdown_timeout=5)
         await runner.setup()
+        # The course and the libraries live as long as the process: keep them out of the
+        # garbage collector's full passes, which otherwise pause every request now and then.
+        gc.collect()
+        gc.freeze()
         port = args.port or settings.port
         await web.TCPSite(runner, args.host, port).start()
         logger.warning("serving on http://%s:%s (stop with Ctrl-C)", args.host, port)

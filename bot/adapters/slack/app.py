@@ -98,7 +98,8 @@ class SlackAdapter:
         self.organisations: dict[str, int] = {}
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
         self.programme = Programme(app.coach)
-        self.work = Gate(WORK_CONCURRENCY)
+        # SQLite writes one at a time anyway: a second worker would only contend for it.
+        self.work = Gate(1 if app.db.is_sqlite else WORK_CONCURRENCY)
         self.admin_work = Gate(1)  # long enrolments never hold up learners' clicks
         self.bolt = self._bolt()
         self.admin = SlackAdmin(self)
