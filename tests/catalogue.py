@@ -33,7 +33,7 @@ LONG = OrgProfile(
     helpdesk="IT Service Desk i Aarhus, lokal 4000, eller servicedesk@example.dk",
     password_manager="Bitwarden Enterprise (koncernens fælles boks)",
     ai_tool="Microsoft 365 Copilot med jeres arbejdskonto (ikke den private)",
-    security_policy_url="https://intranet.example.dk/politikker/informationssikkerhed/2026/gældende",
+    security_policy_url="https://intranet.example.dk/politikker/sikkerhed/2026/gældende-udgave",
     incident_procedure_url="https://intranet.example.dk/procedurer/hændelser/beredskabsplan/v7",
 )
 

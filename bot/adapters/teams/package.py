@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 ACCENT = (31, 78, 121)  # the certificate's blue
+MANIFEST_SCHEMA = (
+    "https://developer.microsoft.com/en-us/json-schemas/teams/v1.16/MicrosoftTeams.schema.json"
+)
 PERSONAL_COMMANDS = [
     ("next", "The next lesson now"),
     ("progress", "Your progress, points and streak"),
@@ -57,7 +60,7 @@ def manifest(app_id: str, website: str) -> dict[str, Any]:
         return [{"title": title, "description": description} for title, description in pairs]
 
     return {
-        "$schema": "https://developer.microsoft.com/en-us/json-schemas/teams/v1.16/MicrosoftTeams.schema.json",
+        "$schema": MANIFEST_SCHEMA,
         "manifestVersion": "1.16",
         "version": "1.0.0",
         "id": app_id,
