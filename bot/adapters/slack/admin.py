@@ -11,11 +11,12 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.replies import counts_line, enrol_summary, progress_text
 from bot.adapters.slack import blocks
 from bot.adapters.slack.commands import ADMIN_ONLY, Command, Target, UsageError, parse
 from bot.lessons.course import Language, OrgProfile
-from bot.lessons.messages import Actions, Choice, ProgressCard
-from bot.programme import Counts, EnrolOutcome, Member
+from bot.lessons.messages import Actions, Choice
+from bot.programme import EnrolOutcome, Member
 
 if TYPE_CHECKING:
     from bot.adapters.slack.app import SlackAdapter
@@ -134,7 +135,7 @@ class SlackAdmin:
                 organisation_id, members, command.request, team_id_db
             )
             _merge(total, outcome)
-        reply = "\n".join([self._summary(total, lang), *notes])
+        reply = "\n".join([enrol_summary(total, lang), *notes])
         learners = [
             (member.user_id, total.enrolment_ids[member.user_id]) for member in total.enrolled
         ]
@@ -157,21 +158,6 @@ class SlackAdmin:
         if not channel.get("is_member"):
             note += " " + lang.s("admin.invite_me", team=_label(target))
         return note
-
-    @staticmethod
-    def _summary(outcome: EnrolOutcome, lang: Language) -> str:
-        skipped = sum(len(members) for members in outcome.skipped.values())
-        line = lang.s(
-            "admin.enrolled_summary",
-            enrolled=len(outcome.enrolled),
-            already=len(outcome.already),
-            skipped=skipped,
-        )
-        reasons = [
-            lang.s(f"admin.skip.{reason}", count=len(members))
-            for reason, members in outcome.skipped.items()
-        ]
-        return line + (f" ({', '.join(reasons)})" if reasons else "")
 
     async def _resolve_ids(self, client: AsyncWebClient, targets: list[Target]) -> list[str]:
         """Everyone behind #channels, @groups and @people, each once, in order."""
@@ -274,13 +260,13 @@ class SlackAdmin:
         found = await self.coach.find_learner("slack", team_id, user["id"])
         if found is not None and found[1] is not None:
             card = (await self.coach.progress(found[1].id))[0]
-            parts.append(_progress_text(card))
+            parts.append(progress_text(card))
         if found is not None:
             teams = await self.programme.team_counts(found[0].id)
             if teams:
                 lines = [lang.s("status.teams_heading")]
                 for team, counts in teams:
-                    lines.append(_counts_line(lang, "status.team_line", counts, team=team.name))
+                    lines.append(counts_line(lang, "status.team_line", counts, team=team.name))
                     if counts.overdue_names:
                         lines.append(
                             lang.s("status.overdue_names", names=", ".join(counts.overdue_names))
@@ -291,7 +277,7 @@ class SlackAdmin:
             profile = await self.coach.profile_for("slack", team_id)
             profile_name = profile.text("name", lang.code) or team_id
             heading = lang.s("status.org_heading", org=profile_name)
-            parts.append(heading + "\n" + _counts_line(lang, "home.admin_counts", counts))
+            parts.append(heading + "\n" + counts_line(lang, "home.admin_counts", counts))
         return "\n\n".join(parts) or lang.s("platform.not_enrolled")
 
     # -- the admin's Home tab and settings ----------------------------------------------------
@@ -301,7 +287,7 @@ class SlackAdmin:
         counts = await self.programme.organisation_counts(organisation_id)
         profile = await self.coach.profile_for("slack", team_id)
         return blocks.admin_home_blocks(
-            lang, _counts_line(lang, "home.admin_counts", counts), profile
+            lang, counts_line(lang, "home.admin_counts", counts), profile
         )
 
     async def open_settings(self, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -372,19 +358,3 @@ def _merge(total: EnrolOutcome, outcome: EnrolOutcome) -> None:
 
 def _label(target: Target) -> str:
     return f"#{target.label}" if target.kind == "channel" else f"@{target.label}"
-
-
-def _counts_line(lang: Language, key: str, counts: Counts, **extra: str) -> str:
-    return lang.s(
-        key,
-        enrolled=counts.enrolled,
-        in_progress=counts.in_progress,
-        certified=counts.certified,
-        overdue=counts.overdue,
-        **extra,
-    )
-
-
-def _progress_text(card: ProgressCard) -> str:
-    rows = [f"{module.done}/{module.total}  {module.title}" for module in card.modules]
-    return "\n".join([card.heading, *rows, card.summary])

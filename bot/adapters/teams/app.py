@@ -37,6 +37,7 @@ from botbuilder.schema import (
 from sqlalchemy import select
 
 from bot.adapters.options import UsageError, enrol_options
+from bot.adapters.replies import counts_line, enrol_summary, progress_text
 from bot.adapters.teams import cards
 from bot.app import App
 from bot.coach import CoachError
@@ -433,7 +434,7 @@ class CoachBot(ActivityHandler):
         )
         reached = await self._start_all(context, roster, outcome)
         unreachable = len(outcome.enrolled) - reached
-        summary = _summary(outcome, lang)
+        summary = enrol_summary(outcome, lang)
         if unreachable:
             names = [name for name, _ in await self.teams.programme.unreachable(organisation_id)]
             summary += "\n" + lang.s(
@@ -510,37 +511,17 @@ class CoachBot(ActivityHandler):
         """A learner their progress, a manager their teams, an admin the organisation."""
         parts: list[str] = []
         if found is not None and found[1] is not None:
-            card = (await self.coach.progress(found[1].id))[0]
-            rows = [f"{m.done}/{m.total}  {m.title}" for m in card.modules]
-            parts.append("\n".join([card.heading, *rows, card.summary]))
+            parts.append(progress_text((await self.coach.progress(found[1].id))[0]))
         if found is not None:
             for team, counts in await self.teams.programme.team_counts(found[0].id):
-                parts.append(
-                    lang.s(
-                        "status.team_line",
-                        team=team.name,
-                        enrolled=counts.enrolled,
-                        in_progress=counts.in_progress,
-                        certified=counts.certified,
-                        overdue=counts.overdue,
-                    )
-                )
+                parts.append(counts_line(lang, "status.team_line", counts, team=team.name))
         if await self._is_admin(context):
             counts = await self.teams.programme.organisation_counts(organisation_id)
-            line = lang.s(
-                "home.admin_counts",
-                enrolled=counts.enrolled,
-                in_progress=counts.in_progress,
-                certified=counts.certified,
-                overdue=counts.overdue,
-            )
+            line = counts_line(lang, "home.admin_counts", counts)
             unreachable = await self.teams.programme.unreachable(organisation_id)
             if unreachable:
-                line += "\n" + lang.s(
-                    "platform.unreachable",
-                    count=len(unreachable),
-                    names=", ".join(name for name, _ in unreachable),
-                )
+                names = ", ".join(name for name, _ in unreachable)
+                line += "\n" + lang.s("platform.unreachable", count=len(unreachable), names=names)
             parts.append(line)
         return "\n\n".join(parts) or lang.s("platform.not_enrolled")
 
@@ -579,13 +560,3 @@ def _words(lang: Language, command: str) -> set[str]:
 
 def _note(message: Message) -> str:
     return getattr(message, "text", "") or getattr(message, "heading", "") or ""
-
-
-def _summary(outcome: EnrolOutcome, lang: Language) -> str:
-    skipped = sum(len(members) for members in outcome.skipped.values())
-    return lang.s(
-        "admin.enrolled_summary",
-        enrolled=len(outcome.enrolled),
-        already=len(outcome.already),
-        skipped=skipped,
-    )
