@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -64,6 +65,22 @@ class Settings(BaseModel):
     microsoft_app_type: Literal["MultiTenant", "SingleTenant"] = "MultiTenant"
     microsoft_app_tenant_id: str | None = None
     admin_aad_ids: str = ""
+    # The schedule (issue 5): when lessons, reminders, digests and refreshers go out.
+    default_timezone: str = "Europe/Copenhagen"
+    holiday_country: str = Field(default="DK", pattern=r"^[A-Z]{2}$")
+    lesson_time: str = Field(default="09:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    digest_time: str = Field(default="08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    reminder_workdays: str = Field(default="2,4,7", pattern=r"^\d+(,\d+)*$")
+    refresher_days: int = Field(default=30, ge=1, le=365)
+    with_worker: bool = False
+    worker_interval: float = Field(default=30, gt=0)
+    worker_batch: int = Field(default=200, ge=1, le=5000)
+    send_lease_seconds: int = Field(default=300, ge=10)
+    slack_send_rate: float = Field(default=5, gt=0)
+    teams_send_rate: float = Field(default=30, gt=0)
+    # Evidence and data protection (issue 6).
+    signing_key: str | None = None
+    reflection_retention_days: int | None = Field(default=None, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -89,6 +106,20 @@ class Settings(BaseModel):
         if not value.is_dir():
             raise ValueError(f"{value} is not a folder")
         return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name, e.g. Europe/Copenhagen") from None
+        return value
+
+    @property
+    def reminders(self) -> tuple[int, ...]:
+        """Workdays after an unanswered lesson on which its reminders go, growing apart."""
+        return tuple(sorted({int(part) for part in self.reminder_workdays.split(",")}))
 
     @property
     def admins(self) -> frozenset[str]:

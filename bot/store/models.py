@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -83,6 +84,12 @@ class Person(Base):
     # Set when the chat platform refuses to reach them (blocked the app, not installed, …).
     unreachable_reason: Mapped[str | None] = mapped_column(String(100))
     unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Local "HH:MM" for the daily lesson; None means the organisation's default.
+    lesson_time: Mapped[str | None] = mapped_column(String(5))
+    # A manager who asked for no weekly digest.
+    digest_off: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Set by `person erase`: the name and platform id are gone, the counts stay.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -253,3 +260,48 @@ class ProcessedEvent(Base):
     platform: Mapped[str] = mapped_column(String(20), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PlannedSend(Base):
+    """One message the worker owes someone: claimed, sent and recorded exactly once.
+
+    kind is "daily" (the day's lesson or a reminder), "digest", "org_digest" or "refresher";
+    day is the recipient's local date it belongs to. status: planned -> claimed -> sent, or
+    skipped (nothing to send after all) or failed (gave up; error says why).
+    """
+
+    __tablename__ = "planned_sends"
+    __table_args__ = (UniqueConstraint("person_id", "kind", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    enrolment_id: Mapped[int | None] = mapped_column(ForeignKey("enrolments.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    day: Mapped[date] = mapped_column(Date)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="planned", index=True)
+    # What was sent: "lesson", "reminder", "digest", … (a daily row decides when it is sent).
+    sent_what: Mapped[str | None] = mapped_column(String(20))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """An admin action (enrol, unenrol, manager, remind, report, revoke, erase): who, what, when."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    # A platform user id, or "cli:<login>" for the command line.
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
