@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import downloads
 from bot.adapters.web import Verification
 from bot.app import App
 
@@ -26,6 +27,7 @@ def build(app: App, teams_authentication: object = None) -> web.Application:
     web_app[APP_KEY] = app
     web_app.router.add_get("/healthz", _healthz)
     Verification(app).routes(web_app)
+    web_app.router.add_get("/downloads/{token}", _download)
     mode = app.settings.slack_mode()
     if mode is None:
         logger.warning(
@@ -87,3 +89,20 @@ async def _healthz(request: web.Request) -> web.Response:
     if problems:
         return web.json_response({"status": "unhealthy", "problems": problems}, status=503)
     return web.json_response({"status": "ok"})
+
+
+async def _download(request: web.Request) -> web.Response:
+    """A file behind a signed, short-lived link; a forged or expired link is simply not found."""
+    app = request.app[APP_KEY]
+    key = downloads.secret(app.settings)
+    if key is None:
+        raise web.HTTPNotFound()
+    links = downloads.Links(key, downloads.public_url(app.settings))
+    grant = links.open(request.match_info["token"], app.coach.clock())
+    producer = downloads.PRODUCERS.get(grant.kind) if grant else None
+    if grant is None or producer is None:
+        raise web.HTTPNotFound()
+    file = await producer(app, grant)
+    disposition = f'attachment; filename="{file.filename}"'
+    headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+    return web.Response(body=file.content, content_type=file.content_type, headers=headers)
