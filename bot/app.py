@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -59,3 +61,15 @@ async def open_app(settings: Settings, migrate: bool = True) -> AsyncIterator[Ap
         yield App(settings, course, db, Coach(course, db, settings))
     finally:
         await db.dispose()
+        await _settle_database_threads()
+
+
+async def _settle_database_threads() -> None:
+    """Let aiosqlite's threads report back while the event loop still runs.
+
+    After a failed connect its thread may still be finishing; if the loop has closed by
+    then, it prints a traceback at exit instead of our one-line message.
+    """
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)") and thread.is_alive():
+            await asyncio.to_thread(thread.join, 2)

@@ -197,7 +197,7 @@ class SlackHarness:
                     return message, block["elements"]
         return None
 
-    async def until(self, condition: Callable[[], Any], within: float = 15) -> Any:
+    async def until(self, condition: Callable[[], Any], within: float = 30) -> Any:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             result = condition()
