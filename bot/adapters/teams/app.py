@@ -42,7 +42,7 @@ from bot.adapters.teams import cards
 from bot.app import App
 from bot.coach import CoachError
 from bot.lessons.course import Language
-from bot.lessons.messages import Actions, Choice, FeedbackCard, Message, Text
+from bot.lessons.messages import Actions, Choice, DigestCard, FeedbackCard, Message, Text
 from bot.programme import EnrolOutcome, Member, Programme
 from bot.settings import org_profile
 from bot.store.models import ConversationRef
@@ -184,8 +184,13 @@ class TeamsAdapter:
 
     async def send(self, context: TurnContext, messages: list[Message], lang: Language) -> None:
         for message in messages:
-            activity = card_activity(cards.render(message, lang))
-            await with_retries(lambda a=activity: context.send_activity(a))
+            if isinstance(message, DigestCard):
+                parts = cards.render_digest(message)  # a long digest is split, never cut
+            else:
+                parts = [cards.render(message, lang)]
+            for part in parts:
+                activity = card_activity(part)
+                await with_retries(lambda a=activity: context.send_activity(a))
 
     async def send_to(self, person_id: int, messages: list[Message], lang: Language) -> None:
         """Proactively, from the stored reference: works after a restart, with no message first."""
