@@ -117,7 +117,7 @@ class Builder:
                 LessonDelivery(
                     enrolment_id=enrolment_id,
                     lesson_id="first",
-                    position=0,
+                    position=1,
                     content_version="test",
                     delivered_at=days(started),
                 )
