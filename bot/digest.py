@@ -227,8 +227,17 @@ class Digests:
             scope.append(Enrolment.organisation_id == organisation_id)
 
         def source(query: Any) -> Any:
-            return query.select_from(TeamMember).join(
-                Enrolment, Enrolment.person_id == TeamMember.person_id
+            """Members' enrolments, only where team and enrolment belong to one organisation."""
+            return (
+                query.select_from(TeamMember)
+                .join(Team, Team.id == TeamMember.team_id)
+                .join(
+                    Enrolment,
+                    and_(
+                        Enrolment.person_id == TeamMember.person_id,
+                        Enrolment.organisation_id == Team.organisation_id,
+                    ),
+                )
             )
 
         return await self._figures(group, source, scope, today)
