@@ -286,6 +286,7 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="only SQLite")
     parser.add_argument("--postgres", action="store_true", help="only PostgreSQL")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each figure shows as soon as it is known
     if args.learners < TEAM_SIZE:
         parser.error(f"--learners must be at least {TEAM_SIZE}")
     both = not (args.sqlite or args.postgres)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ WEEKS = 8  # points on the chart: this week and the seven before
 TOP_TOPICS = 3
 ORG_DIGEST_TO = "org_digest_to"
 RANK_TEAMS = "rank_teams"
+CHART_LOCK = threading.Lock()  # matplotlib is not thread-safe: one chart at a time
 
 
 @dataclass(frozen=True)
@@ -470,6 +472,11 @@ def _topic_title(lang: Language, topic: str) -> str:
 
 def completion_chart(shares: Iterable[float | None], lang: Language) -> bytes:
     """A small PNG line chart of the share certified per week (matplotlib, no display needed)."""
+    with CHART_LOCK:
+        return _draw_chart(list(shares), lang)
+
+
+def _draw_chart(shares: list[float | None], lang: Language) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter

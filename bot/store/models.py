@@ -118,7 +118,8 @@ class TeamMember(Base):
     __tablename__ = "team_members"
 
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True)
+    # Indexed on its own too: the digest goes from a learner's enrolment to their teams.
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True, index=True)
 
 
 class TeamManager(Base):

@@ -1,4 +1,4 @@
-"""indexes for the weekly digest: first deliveries and wrong answers
+"""indexes for the weekly digest: first deliveries, wrong answers, a person's teams
 
 Revision ID: 0005_digest
 Revises: 0004
@@ -18,6 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_team_members_person_id", "team_members", ["person_id"])
     op.create_index(
         "ix_lesson_deliveries_first",
         "lesson_deliveries",
@@ -37,3 +38,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_answers_wrong", table_name="answers")
     op.drop_index("ix_lesson_deliveries_first", table_name="lesson_deliveries")
+    op.drop_index("ix_team_members_person_id", table_name="team_members")
