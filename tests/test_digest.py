@@ -412,3 +412,12 @@ def test_teams_cards_stay_under_80_kb_and_valid(people: int) -> None:
     assert f"Person Number {people - 1:05d}" in everything
     problems = library_problems_or_skip([(f"digest-{i}", c) for i, c in enumerate(produced)])
     assert not any(problems.values()), problems
+
+
+async def test_a_danish_manager_gets_the_digest_in_danish(coach: Coach, world: World) -> None:
+    async with coach.db.session() as session:
+        (await session.get_one(Person, world.mia)).language = "da"
+    [card] = await Digests(coach).for_manager(world.mia, TODAY)
+    assert card.heading == "Ugens overblik: Security (2026-11-30)"
+    assert card.sections[0].lines[0] == "Tilmeldt: 4 (+1 siden sidste uge)"
+    assert card.chart_png is not None and card.chart_png.startswith(b"\x89PNG")
