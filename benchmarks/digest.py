@@ -260,6 +260,7 @@ async def run_postgres(learners: int) -> None:
     schema = f"bench_digest_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG_URL)
     await admin.execute(f'CREATE SCHEMA "{schema}"')
+    await admin.close()
     database = Database(PG_URL, schema=schema)
     try:
         await database.upgrade()
@@ -272,6 +273,7 @@ async def run_postgres(learners: int) -> None:
         await measure("PostgreSQL", database, coach)
     finally:
         await database.dispose()
+        admin = await asyncpg.connect(PG_URL)  # a fresh connection: the build can take minutes
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.close()
 
