@@ -122,6 +122,32 @@ class Actions:
     choices: tuple[Choice, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class DigestSection:
+    """One team (or the organisation) in a digest: figures with their change, overdue, topics."""
+
+    title: str
+    lines: tuple[str, ...]
+    overdue_heading: str
+    overdue_names: tuple[str, ...]
+    topics_heading: str
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DigestCard:
+    """The weekly digest: counts and names only, never anyone's answers or reflections."""
+
+    heading: str
+    sections: tuple[DigestSection, ...]
+    chart_png: bytes | None
+    chart_title: str
+    fallback: str
+    ranking_heading: str = ""
+    ranking: tuple[str, ...] = ()
+    note: str = ""
+
+
 Message = (
     Text
     | LessonCard
@@ -133,4 +159,5 @@ Message = (
     | CertificateCard
     | ProgressCard
     | Actions
+    | DigestCard
 )

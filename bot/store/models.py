@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -116,7 +118,8 @@ class TeamMember(Base):
     __tablename__ = "team_members"
 
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True)
+    # Indexed on its own too: the digest goes from a learner's enrolment to their teams.
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True, index=True)
 
 
 class TeamManager(Base):
@@ -146,7 +149,17 @@ class Enrolment(Base):
 
 class LessonDelivery(Base):
     __tablename__ = "lesson_deliveries"
-    __table_args__ = (UniqueConstraint("enrolment_id", "lesson_id"),)
+    __table_args__ = (
+        UniqueConstraint("enrolment_id", "lesson_id"),
+        # When each learner started: the weekly digest reads only first deliveries.
+        Index(
+            "ix_lesson_deliveries_first",
+            "enrolment_id",
+            "delivered_at",
+            postgresql_where=text("position = 1"),
+            sqlite_where=text("position = 1"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id"), index=True)
@@ -160,7 +173,17 @@ class LessonDelivery(Base):
 
 class Answer(Base):
     __tablename__ = "answers"
-    __table_args__ = (UniqueConstraint("enrolment_id", "question_id", "context"),)
+    __table_args__ = (
+        UniqueConstraint("enrolment_id", "question_id", "context"),
+        # The weekly digest counts wrong answers per topic.
+        Index(
+            "ix_answers_wrong",
+            "enrolment_id",
+            "topic",
+            postgresql_where=text("correct = false"),
+            sqlite_where=text("correct = 0"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id"), index=True)

@@ -11,9 +11,11 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.digest_commands import VERBS, apply_digest, parse_digest
 from bot.adapters.replies import counts_line, enrol_summary, progress_text
 from bot.adapters.slack import blocks
 from bot.adapters.slack.commands import ADMIN_ONLY, Command, Target, UsageError, parse
+from bot.digest import Digests
 from bot.lessons.course import Language, OrgProfile
 from bot.lessons.messages import Actions, Choice
 from bot.programme import EnrolOutcome, Member
@@ -89,7 +91,9 @@ class SlackAdmin:
         lang: Language,
     ) -> tuple[str, Callable[[], Awaitable[None]] | None]:
         if command.name == "help":
-            return lang.s("admin.help"), None
+            return lang.s("admin.help") + "\n" + lang.s("digest.help"), None
+        if command.name in VERBS:
+            return await self._digest(command, client, organisation_id, user, lang), None
         if command.name == "status":
             return await self._status(client, team_id, organisation_id, user, lang), None
         if command.name == "enroll":
@@ -227,6 +231,30 @@ class SlackAdmin:
             await self.programme.assign_manager(team.id, person.id)
             names.append(_label(target))
         return lang.s("admin.manager_set", manager=member.name, teams=", ".join(names))
+
+    async def _digest(
+        self,
+        command: Command,
+        client: AsyncWebClient,
+        organisation_id: int,
+        user: dict[str, Any],
+        lang: Language,
+    ) -> str:
+        """A manager's own digest, or (admins only) the organisation digest and ranking."""
+        choice = parse_digest([command.name, *command.args])
+        member = member_from(user, None)
+        person = await self.coach.person(
+            organisation_id, member.user_id, member.name, None, member.timezone
+        )
+        return await apply_digest(
+            Digests(self.coach),
+            choice,
+            organisation_id,
+            person.id,
+            member.user_id,
+            lambda: self.adapter.is_admin(client, member.user_id),
+            lang,
+        )
 
     async def _remind(
         self, client: AsyncWebClient, team_id: str, organisation_id: int, lang: Language

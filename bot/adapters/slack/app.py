@@ -42,6 +42,7 @@ from bot.lessons.course import Language, OrgProfile
 from bot.lessons.messages import (
     CertificateCard,
     Choice,
+    DigestCard,
     FeedbackCard,
     Message,
     QuizResult,
@@ -261,12 +262,32 @@ class SlackAdapter:
     ) -> None:
         """Post messages in order; after a passed quiz, upload the certificate PDF too."""
         for index, message in enumerate(messages):
+            if isinstance(message, DigestCard):
+                await self._send_digest(client, channel, user_id, message)
+                continue
             payload = blocks.render(message, lang)
             await client.chat_postMessage(channel=channel, text=payload.text, blocks=payload.blocks)
             earlier = messages[:index]
             passed = any(isinstance(m, QuizResult) and m.passed for m in earlier)
             if isinstance(message, CertificateCard) and passed and message.pdf_path:
                 await self._upload_certificate(client, channel, user_id, message, lang)
+
+    async def _send_digest(
+        self, client: AsyncWebClient, channel: str, user_id: str | None, card: DigestCard
+    ) -> None:
+        """The digest's messages in order, then its chart uploaded as a PNG into the same chat."""
+        for payload in blocks.render_digest(card):
+            await client.chat_postMessage(channel=channel, text=payload.text, blocks=payload.blocks)
+        if not card.chart_png:
+            return
+        if not channel.startswith("D") and user_id:
+            channel = (await client.conversations_open(users=user_id))["channel"]["id"]
+        await client.files_upload_v2(
+            channel=channel,
+            content=card.chart_png,
+            filename="nis2-digest-chart.png",
+            title=card.chart_title,
+        )
 
     async def _upload_certificate(
         self,

@@ -34,6 +34,8 @@ from bot.lessons.messages import (
     CertificateCard,
     ChecklistCard,
     Choice,
+    DigestCard,
+    DigestSection,
     FeedbackCard,
     LessonCard,
     Message,
@@ -46,6 +48,8 @@ from bot.lessons.messages import (
 )
 
 SECTION_LIMIT = 3000
+MESSAGE_BLOCKS = 50
+MESSAGE_CHARACTERS = 12_000  # below the undocumented ~13.2k total Slack rejects
 HEADER_LIMIT = 150
 BUTTON_LIMIT = 75
 ACTION_PREFIX = "nis2."
@@ -152,6 +156,56 @@ def _reflection(prompt: ReflectionPrompt, lang: Language) -> list[Block]:
     text = f"*{escape(prompt.heading)}*\n{escape(prompt.prompt)}"
     actions = ActionsBlock(elements=[button(write, 0, "primary"), button(prompt.skip, 1)])
     return [*sections(text), actions]
+
+
+def render_digest(card: DigestCard) -> list[Payload]:
+    """A digest as as many messages as Slack's limits need: split, never cut or rejected."""
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=cut(card.heading, HEADER_LIMIT), emoji=True))
+    ]
+    for section in card.sections:
+        blocks += _digest_section(section, len(card.sections) > 1)
+    if card.ranking:
+        blocks += sections(f"*{escape(card.ranking_heading)}*\n" + escape("\n".join(card.ranking)))
+    if card.note:
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=cut(escape(card.note), 3000))])
+        )
+    parts = _split_blocks(blocks)
+    return [
+        Payload(cut(card.fallback, 3000), [block.to_dict() for block in part]) for part in parts
+    ]
+
+
+def _digest_section(section: DigestSection, titled: bool) -> list[Block]:
+    blocks: list[Block] = [DividerBlock()]
+    if titled:
+        blocks += sections(f"*{escape(section.title)}*")
+    blocks += sections("\n".join(map(escape, section.lines)))
+    if section.overdue_names:
+        names = "\n".join(f"• {escape(name)}" for name in section.overdue_names)
+        blocks += sections(f"*{escape(section.overdue_heading)}*\n{names}")
+    topics = "\n".join(f"• {escape(topic)}" for topic in section.topics)
+    return blocks + sections(f"*{escape(section.topics_heading)}*\n{topics}")
+
+
+def _visible(block: Block) -> int:
+    text = getattr(block, "text", None)
+    return len(getattr(text, "text", "") or "")
+
+
+def _split_blocks(blocks: list[Block]) -> list[list[Block]]:
+    """Pack blocks in order into messages of at most 50 blocks and 12,000 visible characters."""
+    parts: list[list[Block]] = [[]]
+    size = 0
+    for block in blocks:
+        full = len(parts[-1]) >= MESSAGE_BLOCKS or size + _visible(block) > MESSAGE_CHARACTERS
+        if parts[-1] and full:
+            parts.append([])
+            size = 0
+        parts[-1].append(block)
+        size += _visible(block)
+    return parts
 
 
 def reflection_done(lang: Language) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ class Command:
     targets: list[Target] = field(default_factory=list)
     request: EnrolRequest = field(default_factory=EnrolRequest)
     keep: bool | None = None  # None: leave a channel's kept-open setting as it is
+    args: tuple[str, ...] = ()  # the words after digest and ranking
 
 
 def parse(text: str, today: date) -> Command:
@@ -38,6 +39,8 @@ def parse(text: str, today: date) -> Command:
     name = {"enrol": "enroll", "unenrol": "unenroll"}.get(name, name)
     if name in ("help", "status", "remind"):
         return Command(name)
+    if name in ("digest", "ranking"):
+        return Command(name, args=tuple(words[1:]))
     if name not in ("enroll", "unenroll", "manager"):
         raise UsageError("admin.unknown_command", command=words[0] if words else "")
     usage = f"admin.usage_{name}"

@@ -36,13 +36,16 @@ from botbuilder.schema import (
 )
 from sqlalchemy import select
 
+from bot.adapters.digest_commands import VERBS as DIGEST_VERBS
+from bot.adapters.digest_commands import apply_digest, parse_digest
 from bot.adapters.options import UsageError, enrol_options
 from bot.adapters.replies import counts_line, enrol_summary, progress_text
 from bot.adapters.teams import cards
 from bot.app import App
 from bot.coach import CoachError
+from bot.digest import Digests
 from bot.lessons.course import Language
-from bot.lessons.messages import Actions, Choice, FeedbackCard, Message, Text
+from bot.lessons.messages import Actions, Choice, DigestCard, FeedbackCard, Message, Text
 from bot.programme import EnrolOutcome, Member, Programme
 from bot.settings import org_profile
 from bot.store.models import ConversationRef
@@ -184,8 +187,13 @@ class TeamsAdapter:
 
     async def send(self, context: TurnContext, messages: list[Message], lang: Language) -> None:
         for message in messages:
-            activity = card_activity(cards.render(message, lang))
-            await with_retries(lambda a=activity: context.send_activity(a))
+            if isinstance(message, DigestCard):
+                parts = cards.render_digest(message)  # a long digest is split, never cut
+            else:
+                parts = [cards.render(message, lang)]
+            for part in parts:
+                activity = card_activity(part)
+                await with_retries(lambda a=activity: context.send_activity(a))
 
     async def send_to(self, person_id: int, messages: list[Message], lang: Language) -> None:
         """Proactively, from the stored reference: works after a restart, with no message first."""
@@ -280,6 +288,9 @@ class CoachBot(ActivityHandler):
         text = (TurnContext.remove_recipient_mention(activity) or activity.text or "").strip()
         words = text.split()
         verb = words[0].casefold() if words else "help"
+        if verb in DIGEST_VERBS:
+            await self._digest(turn_context, organisation_id, words)
+            return
         admin_words = ADMIN_COMMANDS | {"enrol", "unenrol", "status"}
         if not _is_personal(activity) or verb in admin_words:
             await self._admin(turn_context, organisation_id, words)
@@ -386,10 +397,32 @@ class CoachBot(ActivityHandler):
             elif verb == "status":
                 reply = await self._status(context, organisation_id, found, lang)
             else:
-                reply = lang.s("admin.help")
+                reply = lang.s("admin.help") + "\n" + lang.s("digest.help")
         except UsageError as error:
             reply = lang.s(error.key, **error.values)
             reply += f"\n{lang.s(error.usage)}" if error.usage else ""
+        await self.teams.send(context, [Text(reply)], lang)
+
+    async def _digest(self, context: TurnContext, organisation_id: int, words: list[str]) -> None:
+        """`digest off|on` in a personal chat; `digest org …` and `ranking …` as a team owner."""
+        user = context.activity.from_property
+        user_id = _user_id(context.activity)
+        found = await self.coach.find_learner(PLATFORM, _tenant(context.activity), user_id)
+        lang = self.teams.language(found[0].language if found else None)
+        try:
+            choice = parse_digest(words)
+            person = await self.coach.person(organisation_id, user_id, user.name or user_id)
+            reply = await apply_digest(
+                Digests(self.coach),
+                choice,
+                organisation_id,
+                person.id,
+                user_id,
+                lambda: self._is_admin(context),
+                lang,
+            )
+        except UsageError as error:
+            reply = lang.s(error.key, **error.values)
         await self.teams.send(context, [Text(reply)], lang)
 
     async def _is_admin(self, context: TurnContext) -> bool:

@@ -8,6 +8,8 @@ in the `option` input. Plain dicts: no Teams library is needed to build them.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from bot.lessons.course import Language
@@ -16,6 +18,8 @@ from bot.lessons.messages import (
     CertificateCard,
     ChecklistCard,
     Choice,
+    DigestCard,
+    DigestSection,
     FeedbackCard,
     LessonCard,
     Message,
@@ -30,6 +34,7 @@ from bot.lessons.messages import (
 VERSION = "1.2"
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 Card = dict[str, Any]
+CARD_BYTES = 75_000  # Teams takes about 100 KB per activity; stay well under 80 KB
 
 
 def card(
@@ -225,3 +230,71 @@ def progress_body(progress: ProgressCard) -> list[dict[str, Any]]:
     body = [text(progress.heading, size="Medium", weight="Bolder")]
     body += [text(f"{bar(module)}  {module.title}", spacing="None") for module in progress.modules]
     return body + [text(progress.summary, size="Small", isSubtle=True)]
+
+
+def render_digest(digest: DigestCard) -> list[Card]:
+    """A digest as one card, or several when it would pass the size Teams accepts (never cut)."""
+    body: list[dict[str, Any]] = [text(digest.heading, size="Large", weight="Bolder")]
+    if digest.chart_png:
+        body.append(_chart(digest))
+    for section in digest.sections:
+        body += _digest_section(section, len(digest.sections) > 1)
+    if digest.ranking:
+        body.append(text(digest.ranking_heading, weight="Bolder", separator=True))
+        body += [text(line, spacing="None") for line in digest.ranking]
+    if digest.note:
+        body.append(text(digest.note, size="Small", isSubtle=True))
+    return [card(part, digest.fallback) for part in _split_body(body, digest.fallback)]
+
+
+def _chart(digest: DigestCard) -> dict[str, Any]:
+    encoded = base64.b64encode(digest.chart_png or b"").decode("ascii")
+    return {
+        "type": "Image",
+        "url": f"data:image/png;base64,{encoded}",
+        "altText": digest.chart_title,
+        "size": "Stretch",
+    }
+
+
+def _digest_section(section: DigestSection, titled: bool) -> list[dict[str, Any]]:
+    body: list[dict[str, Any]] = []
+    if titled:
+        body.append(text(section.title, size="Medium", weight="Bolder", separator=True))
+    body += [text(line, spacing="None") for line in section.lines]
+    if section.overdue_names:
+        body.append(text(section.overdue_heading, weight="Bolder"))
+        body += [text(chunk, spacing="None") for chunk in _chunks(section.overdue_names)]
+    body.append(text(section.topics_heading, weight="Bolder"))
+    return body + [text(f"• {topic}", spacing="None") for topic in section.topics]
+
+
+def _chunks(names: tuple[str, ...], size: int = 2000) -> list[str]:
+    """Names as a few text blocks of bounded length, so a long list can be split between cards."""
+    chunks, current = [], ""
+    for name in names:
+        line = f"• {name}"
+        if current and len(current) + len(line) + 1 > size:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    return [*chunks, current] if current else chunks
+
+
+def _size(element: Any) -> int:
+    return len(json.dumps(element, ensure_ascii=False).encode())
+
+
+def _split_body(body: list[dict[str, Any]], fallback: str) -> list[list[dict[str, Any]]]:
+    """Pack body elements in order into cards that each stay under CARD_BYTES."""
+    room = CARD_BYTES - _size(card([], fallback)) - 2000  # the activity around the card
+    parts: list[list[dict[str, Any]]] = [[]]
+    used = 0
+    for element in body:
+        size = _size(element) + 1
+        if parts[-1] and used + size > room:
+            parts.append([])
+            used = 0
+        parts[-1].append(element)
+        used += size
+    return parts
