@@ -25,6 +25,8 @@ async def take_course(slack: SlackHarness, course: Course, user: str) -> dict[st
     dm = slack.fake.dm_channel(TEAM, user)
     failed_once = False
     for _ in range(600):
+        # After the last answer the certificate upload may come after the last buttons.
+        await slack.until(lambda: slack.fake.files or slack.waiting(dm))
         if slack.fake.files:
             return slack.fake.files[-1]
         message, elements = await slack.until(lambda: slack.waiting(dm))
