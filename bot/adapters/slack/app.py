@@ -283,7 +283,7 @@ class SlackAdapter:
             file=str(card.pdf_path),
             filename=f"nis2-certificate-{card.code}.pdf",
             title=card.heading,
-            initial_comment=lang.s("platform.certificate_comment"),
+            initial_comment=_certificate_comment(card, lang),
         )
 
     async def start_learner(self, team_id: str, user_id: str, enrolment_id: int) -> None:
@@ -633,6 +633,13 @@ async def guard() -> AsyncIterator[None]:
         logger.warning("Slack refused a call: %s", error.response.get("error"))
     except Exception:  # the top-level handler for work after the ack
         logger.exception("unhandled error in Slack work after the ack")
+
+
+def _certificate_comment(card: CertificateCard, lang: Language) -> str:
+    comment = lang.s("platform.certificate_comment")
+    if card.credential_url:
+        comment += "\n" + lang.s("credential.comment", url=card.credential_url)
+    return comment
 
 
 def _says(lang: Language, verb: str, word: str) -> bool:
