@@ -566,9 +566,14 @@ class CoachBot(ActivityHandler):
         team = await self.teams.programme.find_team(organisation_id, team_id)
         if team is None:
             raise UsageError("admin.team_not_enrolled", team=team_id)
-        member = await with_retries(
-            lambda: TeamsInfo.get_team_member(context, team_id, people[0]["id"])
-        )
+        try:
+            member = await with_retries(
+                lambda: TeamsInfo.get_team_member(context, team_id, people[0]["id"])
+            )
+        except ErrorResponseException as error:  # not a member of this team (or tenant)
+            if error.response is None or error.response.status_code != 404:
+                raise
+            raise UsageError("admin.usage_manager") from None
         person = await self.coach.person(
             organisation_id, member.aad_object_id or member.id, member.name or member.id
         )
