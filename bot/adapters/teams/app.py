@@ -397,6 +397,8 @@ class CoachBot(ActivityHandler):
                 )
             elif verb == "status":
                 reply = await self._status(context, organisation_id, found, lang)
+                if not _is_personal(context.activity):
+                    reply = await self._privately(found, reply, lang)
             else:
                 reply = lang.s("admin.help") + "\n" + lang.s("admin.help_more")
         except UsageError as error:
@@ -464,6 +466,16 @@ class CoachBot(ActivityHandler):
             minutes = int(downloads.VALID_FOR.total_seconds() // 60)
             reply = lang.s("privacy.my_data_link", minutes=minutes, url=url)
         await self.teams.send(context, [Text(reply)], lang)
+
+    async def _privately(self, found: Any, text: str, lang: Language) -> str:
+        """Send a status to the asker's personal chat; a channel is read by the whole team."""
+        if found is not None:
+            try:
+                await self.teams.send_to(found[0].id, [Text(text)], lang)
+                return lang.s("privacy.sent_privately")
+            except LookupError:
+                logger.info("no personal chat with person %s for their status", found[0].id)
+        return lang.s("privacy.status_in_private")
 
     async def _is_admin(self, context: TurnContext) -> bool:
         """The owners of this team and the configured admin ids."""
