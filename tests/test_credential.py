@@ -236,3 +236,35 @@ def test_base58_round_trips_leading_zeros() -> None:
 def test_credential_timestamps_parse() -> None:
     assert credential.parse_stamp("2026-03-01T09:30:00Z") == ISSUED
     assert credential.parse_stamp("yesterday") is None
+
+
+def test_the_chat_certificate_mentions_the_credential_when_there_is_one(course: Course) -> None:
+    from bot.adapters.slack.app import _certificate_comment
+    from bot.adapters.teams import cards
+    from bot.lessons.messages import CertificateCard
+
+    lang = course.language("en")
+    url = "https://coach.example/certificates/NIS2-AAAA"
+    card = CertificateCard("Your certificate", "Well done", "NIS2-AAAA", url, None, ISSUED)
+    signed = CertificateCard(
+        "Your certificate", "Well done", "NIS2-AAAA", url, None, ISSUED, url + "/credential"
+    )
+    assert "credential" not in _certificate_comment(card, lang)
+    assert url + "/credential" in _certificate_comment(signed, lang)
+    buttons = [a["url"] for a in cards.render(signed, lang)["actions"]]
+    assert url + "/credential" in buttons
+    assert url + "/credential" not in [a["url"] for a in cards.render(card, lang)["actions"]]
+
+
+async def test_the_coach_offers_the_credential_only_with_a_key(
+    coach: Coach, course: Course, tmp_path: Path
+) -> None:
+    from tests.helpers import new_learner
+    from tests.test_coach import pass_quiz
+
+    enrolment_id = await new_learner(coach)
+    plain = (await pass_quiz(coach, course, enrolment_id))[-1]
+    assert plain.credential_url is None
+    coach.settings = coach.settings.model_copy(update={"signing_key": str(tmp_path / "k.pem")})
+    signed = (await coach.resume(enrolment_id))[-1]
+    assert signed.credential_url == coach.settings.verify_url(signed.code) + "/credential"
