@@ -103,7 +103,10 @@ def public_key_of(did: str) -> Ed25519PublicKey:
     identifier = did.split("#", 1)[0].removeprefix("did:key:")
     if not identifier.startswith("z"):
         raise CredentialError("the verification method is not an Ed25519 did:key")
-    raw = b58decode(identifier[1:])
+    try:
+        raw = b58decode(identifier[1:])
+    except ValueError:
+        raw = b""
     if not raw.startswith(ED25519_MULTICODEC) or len(raw) != 34:
         raise CredentialError("the verification method is not an Ed25519 did:key")
     return Ed25519PublicKey.from_public_bytes(raw[2:])

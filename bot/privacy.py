@@ -269,6 +269,13 @@ async def _rename_in_audit_log(
 
 # -- retention ------------------------------------------------------------------------------
 
+# "submitted: yes" for reports: a reflection written, whether or not its text is still kept.
+SUBMITTED = or_(Reflection.text.is_not(None), Reflection.text_deleted_at.is_not(None))
+
+
+def submitted(reflection: Reflection) -> bool:
+    return reflection.text is not None or reflection.text_deleted_at is not None
+
 
 async def purge_reflections(db: Database, days: int, now: datetime) -> int:
     """Delete reflection texts older than `days`; the rows stay as "submitted: yes"."""

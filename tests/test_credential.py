@@ -222,6 +222,11 @@ async def test_verify_names_a_file_that_is_not_a_credential(
     (tmp_path / "notes.json").write_text("{not json")
     assert await _run_cli(["certificate", "verify", str(tmp_path / "notes.json")]) == 2
     assert "not a readable JSON credential" in capsys.readouterr().err
+    bad_method = {"proof": {"type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022"}}
+    bad_method["proof"]["verificationMethod"] = "did:key:z0OIl"  # not base58 at all
+    (tmp_path / "method.json").write_text(json.dumps(bad_method))
+    assert await _run_cli(["certificate", "verify", str(tmp_path / "method.json")]) == 1
+    assert "not an Ed25519 did:key" in capsys.readouterr().out
     (tmp_path / "plain.json").write_text('{"id": "x"}')
     assert await _run_cli(["certificate", "verify", str(tmp_path / "plain.json")]) == 1
     assert "there is no proof" in capsys.readouterr().out

@@ -212,3 +212,20 @@ async def test_retention_deletes_old_reflection_texts_and_keeps_submitted(
     assert (await privacy.my_data(coach.db, ada))["enrolments"][0]["reflections"][0][
         "text_deleted_at"
     ]
+
+
+async def test_a_purged_reflection_still_counts_as_submitted_and_a_skipped_one_does_not(
+    coach: Coach, course: Course
+) -> None:
+    enrolment_id = await new_learner(coach)
+    await pass_quiz(coach, course, enrolment_id)
+    written = (await rows(coach, Reflection))[0]
+    async with coach.db.session() as session:
+        session.add(Reflection(enrolment_id=enrolment_id, lesson_id="skipped-one", text=None))
+    await privacy.purge_reflections(coach.db, 1, datetime.now(UTC) + timedelta(days=2))
+    by_lesson = {row.lesson_id: row for row in await rows(coach, Reflection)}
+    assert privacy.submitted(by_lesson[written.lesson_id])
+    assert not privacy.submitted(by_lesson["skipped-one"])
+    submitted_rows = await rows(coach, Reflection, privacy.SUBMITTED)
+    assert "skipped-one" not in {row.lesson_id for row in submitted_rows}
+    assert len(submitted_rows) == len(by_lesson) - 1
