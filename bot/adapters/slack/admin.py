@@ -141,8 +141,10 @@ class SlackAdmin:
         if command.name == "revoke":
             reply, code, detail = await self._revoke(command, organisation_id, lang)
             return reply, None, (code, detail)
-        reply, follow_up, count = await self._remind(client, team_id, organisation_id, lang)
-        return reply, follow_up, (None, {"reminded": count})
+        if command.name == "remind":
+            reply, follow_up, count = await self._remind(client, team_id, organisation_id, lang)
+            return reply, follow_up, (None, {"reminded": count})
+        raise UsageError("admin.unknown_command", command=command.name)
 
     async def _revoke(
         self, command: Command, organisation_id: int, lang: Language

@@ -428,7 +428,9 @@ class CoachBot(ActivityHandler):
         if verb == "manager":
             reply, manager = await self._manager(context, organisation_id, lang)
             return reply, manager, {"teams": [team_id]}
-        return await self._revoke(organisation_id, words, lang)
+        if verb == "revoke":
+            return await self._revoke(organisation_id, words, lang)
+        raise UsageError("admin.unknown_command", command=verb)
 
     async def _revoke(
         self, organisation_id: int, words: list[str], lang: Language
