@@ -278,7 +278,10 @@ def _check_signer(checked: credential.Checked, settings: Settings) -> None:
     """With a key configured, only credentials signed by this installation are accepted."""
     key = credential.load_key(settings)
     if key is None:
-        print("note: SIGNING_KEY is not set here; checked against the key named in the file")
+        print(
+            "note: SIGNING_KEY is not set here, so the signature was checked against the key "
+            "named in the file only (`nis2-coach keys generate` makes a key)"
+        )
         return
     if credential.did_key(key.public_key()) != checked.signer:
         raise credential.CredentialError("signed by another key, not this installation's")

@@ -273,3 +273,19 @@ async def test_the_coach_offers_the_credential_only_with_a_key(
     coach.settings = coach.settings.model_copy(update={"signing_key": str(tmp_path / "k.pem")})
     signed = (await coach.resume(enrolment_id))[-1]
     assert signed.credential_url == coach.settings.verify_url(signed.code) + "/credential"
+
+
+@pytest.mark.usefixtures("verify_env")
+async def test_without_a_key_here_the_file_is_checked_against_its_own_key(
+    coach: Coach,
+    course: Course,
+    key_file: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, path = await credential_file(coach, course, key_file, tmp_path)
+    monkeypatch.delenv("SIGNING_KEY")
+    assert await _run_cli(["certificate", "verify", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "SIGNING_KEY is not set here" in out and "keys generate" in out and "\nvalid\n" in out

@@ -146,7 +146,10 @@ def _signing_key(app: App) -> credential.Ed25519PrivateKey | None:
         logger.error("signed credentials are off: %s", error)
         return None
     if key is None:
-        logger.info("signed credentials are off: create a key with `nis2-coach keys generate`")
+        logger.warning(
+            "signed credentials are off; to switch them on run `nis2-coach keys generate` "
+            "and set SIGNING_KEY to the file it writes"
+        )
     return key
 
 
