@@ -86,7 +86,7 @@ async def test_slack_admin_actions_are_recorded_with_who_what_and_when(
         (ADMIN, "enrol", "#security"),
         (ADMIN, "manager", LEARNER),
         (ADMIN, "remind", None),
-        (ADMIN, "unenrol", "@dorthe"),
+        (ADMIN, "unenrol", "@UDANE001"),  # people by id, never by name
         (ADMIN, "revoke", code),
     ]
     enrol, manager, remind, unenrol, revoke = (e.detail for e in events)

@@ -119,7 +119,7 @@ class SlackAdmin:
         lang: Language,
     ) -> tuple[str, Callable[[], Awaitable[None]] | None, tuple[str | None, dict[str, Any]]]:
         """Carry out an admin command: the reply, any follow-up, and what the audit log keeps."""
-        labels = ", ".join(_label(target) for target in command.targets)
+        labels = ", ".join(_audit_label(target) for target in command.targets)
         if command.name == "enroll":
             reply, follow_up, counts = await self._enroll(
                 command, client, team_id, organisation_id, lang
@@ -446,6 +446,11 @@ def _request_detail(command: Command) -> dict[str, Any]:
         "keep": command.keep,
         "guests": request.include_guests,
     }
+
+
+def _audit_label(target: Target) -> str:
+    """A person by their id only, so that erasing them leaves no name in the audit log."""
+    return f"@{target.id}" if target.kind == "user" else _label(target)
 
 
 def _label(target: Target) -> str:
