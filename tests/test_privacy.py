@@ -159,6 +159,14 @@ async def test_erasure_asks_for_one_person_when_a_name_is_ambiguous(
     assert await _run_cli(["person", "erase", "--org", "Acme", "U2", "--yes"]) == 0
     names = sorted(person.name for person in await rows(coach, Person))
     assert names == ["(erased)", "Sam Smith"]
+    async with coach.db.session() as session:
+        await session.execute(
+            update(Person).where(Person.platform_user_id == "U1").values(email="sam@acme.example")
+        )
+    assert await _run_cli(["person", "erase", "--org", "acme", "SAM@acme.example", "--yes"]) == 0
+    people = await rows(coach, Person)
+    assert [p.name for p in people] == ["(erased)", "(erased)"]
+    assert all(p.email is None and p.platform_user_id.startswith("erased-") for p in people)
 
 
 async def test_the_audit_log_keeps_the_erased_persons_actions_under_an_opaque_id(
