@@ -289,3 +289,52 @@ async def test_without_a_key_here_the_file_is_checked_against_its_own_key(
     assert await _run_cli(["certificate", "verify", str(path)]) == 0
     out = capsys.readouterr().out
     assert "SIGNING_KEY is not set here" in out and "keys generate" in out and "\nvalid\n" in out
+
+
+# The W3C vc-di-eddsa specification's eddsa-jcs-2022 example (its published test key and
+# credential): checking it, and signing it again, shows the proof is the standard one.
+SPEC_SECRET_KEY = "z3u2en7t5LR2WtQH5PfFqMqwVHBeXouLzo6haApm8XHqvjxq"
+SPEC_DID = "did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2"
+SPEC_CONTEXT = [
+    "https://www.w3.org/ns/credentials/v2",
+    "https://www.w3.org/ns/credentials/examples/v2",
+]
+SPEC_CREDENTIAL = {
+    "@context": SPEC_CONTEXT,
+    "id": "urn:uuid:58172aac-d8ba-11ed-83dd-0b3aef56cc33",
+    "type": ["VerifiableCredential", "AlumniCredential"],
+    "name": "Alumni Credential",
+    "description": "A minimum viable example of an Alumni Credential.",
+    "issuer": "https://vc.example/issuers/5678",
+    "validFrom": "2023-01-01T00:00:00Z",
+    "credentialSubject": {"id": "did:example:abcdefgh", "alumniOf": "The School of Examples"},
+}
+SPEC_PROOF_VALUE = (
+    "z2HnFSSPPBzR36zdDgK8PbEHeXbR56YF24jwMpt3R1eHXQzJDMWS93FCzpvJpwTWd3GAVFuUfjoJdcnTMuVor51aX"
+)
+
+
+def test_the_specifications_example_checks_and_signs_to_the_same_proof() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    published = {
+        **SPEC_CREDENTIAL,
+        "proof": {
+            "type": "DataIntegrityProof",
+            "cryptosuite": "eddsa-jcs-2022",
+            "created": "2023-02-24T23:36:38Z",
+            "verificationMethod": f"{SPEC_DID}#{SPEC_DID.removeprefix('did:key:')}",
+            "proofPurpose": "assertionMethod",
+            "@context": SPEC_CONTEXT,
+            "proofValue": SPEC_PROOF_VALUE,
+        },
+    }
+    assert credential.check(published).signer == SPEC_DID
+
+    seed = credential.b58decode(SPEC_SECRET_KEY.removeprefix("z"))
+    assert seed[:2] == b"\x80\x26"  # multicodec ed25519-priv
+    key = Ed25519PrivateKey.from_private_bytes(seed[2:])
+    assert credential.did_key(key.public_key()) == SPEC_DID
+    created = datetime(2023, 2, 24, 23, 36, 38, tzinfo=UTC)
+    ours = credential.sign(SPEC_CREDENTIAL, key, created)
+    assert ours["proof"]["proofValue"] == SPEC_PROOF_VALUE
