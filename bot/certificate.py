@@ -17,6 +17,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
+from sqlalchemy import select
 
 from bot import dates
 from bot.store.models import Certificate, utcnow
@@ -24,6 +25,7 @@ from bot.store.models import Certificate, utcnow
 if TYPE_CHECKING:
     from bot.lessons.course import Language
     from bot.settings import Settings
+    from bot.store.db import Database
 
 CODE_PREFIX = "NIS2"
 CODE_BYTES = 15  # 120 random bits: far beyond guessing or enumerating
@@ -194,3 +196,24 @@ def _draw_qr(canvas: Canvas, url: str, x: float, y: float, size: float) -> None:
     )
     drawing.add(widget)
     renderPDF.draw(drawing, canvas, x, y)
+
+
+async def find(db: Database, code: str, organisation_id: int | None = None) -> Certificate | None:
+    """The certificate with this code; with an organisation, only if it is that one's."""
+    query = select(Certificate).filter_by(code=normalise_code(code))
+    if organisation_id is not None:
+        query = query.filter_by(organisation_id=organisation_id)
+    async with db.session() as session:
+        return (await session.execute(query)).scalar_one_or_none()
+
+
+async def revoke(
+    db: Database, certificate_id: int, reason: str, now: datetime
+) -> tuple[Certificate, bool]:
+    """Withdraw a certificate with a reason; (certificate, False) if it already was."""
+    async with db.session() as session:
+        certificate = await session.get_one(Certificate, certificate_id)
+        if certificate.revoked_at is not None:
+            return certificate, False
+        certificate.revoked_at, certificate.revoked_reason = now, reason
+        return certificate, True

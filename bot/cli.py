@@ -1,10 +1,12 @@
-"""The nis2-coach command: content check, chat, db upgrade, certificate verify."""
+"""The nis2-coach command: content check, chat, db upgrade, certificates, keys, people's data."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import getpass
+import json
 import logging
 import os
 import signal
@@ -15,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot import audit, credential, dates, privacy
 from bot import certificate as certificates
-from bot import dates
 from bot.app import DatabaseUnavailable, open_app
 from bot.lessons.loader import ContentError, load_course
 from bot.lessons.models import TRACKS
@@ -62,8 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     cert = commands.add_parser("certificate", help="certificates")
     cert_commands = cert.add_subparsers(dest="action", metavar="ACTION", required=True)
-    verify = cert_commands.add_parser("verify", help="print valid, expired, revoked or unknown")
-    verify.add_argument("code")
+    verify = cert_commands.add_parser(
+        "verify", help="print valid, expired, revoked or unknown for a code or a credential file"
+    )
+    verify.add_argument(
+        "code", metavar="CODE|FILE", help="a certificate code or a .json credential"
+    )
+    revoke = cert_commands.add_parser("revoke", help="withdraw a certificate, with a reason")
+    revoke.add_argument("code")
+    revoke.add_argument("--reason", required=True, help="why (kept in the audit log)")
+
+    keys = commands.add_parser("keys", help="the key that signs certificate credentials")
+    key_commands = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    generate = key_commands.add_parser("generate", help="write a new Ed25519 private key")
+    generate.add_argument("--output", type=Path, default=Path("nis2-coach-signing-key.pem"))
+
+    person = commands.add_parser("person", help="a person's data")
+    person_commands = person.add_subparsers(dest="action", metavar="ACTION", required=True)
+    erase = person_commands.add_parser("erase", help="remove a person's personal data")
+    erase.add_argument("--org", required=True, help="organisation: workspace/tenant id or name")
+    erase.add_argument("who", metavar="USER_ID", help="platform user id, email or name")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    data = commands.add_parser("data", help="data protection")
+    data_commands = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+    purge = data_commands.add_parser("purge", help="delete reflection texts past retention")
+    purge.add_argument("--days", type=int, help="default: REFLECTION_RETENTION_DAYS")
     return parser
 
 
@@ -82,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "teams-package":
         return teams_package(args, settings)
+    if args.command == "keys":
+        return keys_generate(args)
     if args.command == "content":
         try:
             return content_check(args.dir or settings.content_dir)
@@ -92,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         "chat": run_chat,
         "serve": run_serve,
         "db": run_db_upgrade,
-        "certificate": run_verify,
+        "certificate": run_certificate,
+        "person": run_erase,
+        "data": run_purge,
     }
     try:
         return asyncio.run(runners[args.command](args, settings))
@@ -184,6 +214,30 @@ async def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def keys_generate(args: argparse.Namespace) -> int:
+    """A new signing key, and how to give it to the server."""
+    try:
+        key = credential.generate_key(args.output)
+    except credential.CredentialError as error:
+        print(f"nis2-coach: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    path = args.output.resolve()
+    print(f"Ed25519 signing key written to {path} (readable by you only)")
+    print(f"public key: {credential.did_key(key.public_key())}")
+    print("To sign certificates as credentials, set this before starting the server:")
+    print(f"  SIGNING_KEY={path}")
+    print("Keep the file secret and backed up: credentials signed with it verify only with it.")
+    return EXIT_OK
+
+
+async def run_certificate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "revoke":
+        return await run_revoke(args, settings)
+    if args.code.endswith(".json") or await asyncio.to_thread(Path(args.code).is_file):
+        return await run_verify_file(args, settings)
+    return await run_verify(args, settings)
+
+
 async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     code = certificates.normalise_code(args.code)
     async with open_app(settings) as app, app.db.session() as session:
@@ -191,6 +245,60 @@ async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         certificate = (await session.execute(query)).scalar_one_or_none()
     state = certificates.status(certificate)
     print(state)
+    _describe(certificate)
+    return EXIT_OK if state == "valid" else EXIT_FAILED
+
+
+async def run_verify_file(args: argparse.Namespace, settings: Settings) -> int:
+    """Check a credential file: its proof, the signer, then the certificate's status now."""
+    try:
+        document = json.loads(await asyncio.to_thread(Path(args.code).read_bytes))
+    except (OSError, ValueError) as error:
+        print(f"nis2-coach: {args.code}: not a readable JSON credential ({error})", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        checked = credential.check(document)
+        _check_signer(checked, settings)
+    except credential.CredentialError as error:
+        print(f"invalid: {error}")
+        return EXIT_FAILED
+    print(f"signature OK (signed by {checked.signer})")
+    async with open_app(settings) as app:
+        certificate = await certificates.find(app.db, checked.code)
+    state = certificates.status(certificate)
+    if certificate is not None and not _same_dates(checked, certificate):
+        print("invalid: the dates differ from the certificate on record")
+        return EXIT_FAILED
+    print(state)
+    _describe(certificate)
+    return EXIT_OK if state == "valid" else EXIT_FAILED
+
+
+def _check_signer(checked: credential.Checked, settings: Settings) -> None:
+    """With a key configured, only credentials signed by this installation are accepted."""
+    key = credential.load_key(settings)
+    if key is None:
+        print(
+            "note: SIGNING_KEY is not set here, so the signature was checked against the key "
+            "named in the file only (`nis2-coach keys generate` makes a key)"
+        )
+        return
+    if credential.did_key(key.public_key()) != checked.signer:
+        raise credential.CredentialError("signed by another key, not this installation's")
+
+
+def _same_dates(checked: credential.Checked, certificate: Certificate) -> bool:
+    issued = credential.parse_stamp(checked.valid_from)
+    expires = credential.parse_stamp(checked.valid_until)
+    return (
+        issued is not None
+        and expires is not None
+        and abs((issued - certificate.issued_at).total_seconds()) < 1
+        and abs((expires - certificate.expires_at).total_seconds()) < 1
+    )
+
+
+def _describe(certificate: Certificate | None) -> None:
     if certificate is not None:
         issued = dates.format_date(certificate.issued_at, "en")
         expires = dates.format_date(certificate.expires_at, "en")
@@ -204,7 +312,106 @@ async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         )
         if certificate.revoked_at:
             print(f"  revoked: {certificate.revoked_reason or ''}")
-    return EXIT_OK if state == "valid" else EXIT_FAILED
+
+
+def _operator() -> str:
+    """Who ran the command, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+async def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    reason = args.reason.strip()
+    if not reason:
+        print("nis2-coach: give a reason with --reason", file=sys.stderr)
+        return EXIT_USAGE
+    async with open_app(settings) as app:
+        found = await certificates.find(app.db, args.code)
+        if found is None:
+            print(f"nis2-coach: no certificate {certificates.normalise_code(args.code)}")
+            return EXIT_FAILED
+        now = app.coach.clock()
+        certificate, changed = await certificates.revoke(app.db, found.id, reason, now)
+        if changed:
+            await audit.record(
+                app.db,
+                now,
+                certificate.organisation_id,
+                _operator(),
+                "revoke",
+                certificate.code,
+                reason=reason,
+            )
+    if not changed:
+        print(f"{certificate.code} was already revoked ({certificate.revoked_reason})")
+        return EXIT_OK
+    print(f"revoked {certificate.code}: its check page now says so")
+    return EXIT_OK
+
+
+async def run_erase(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase one person, found without doubt, after a confirmation."""
+    async with open_app(settings) as app:
+        organisations = await privacy.find_organisations(app.db, args.org)
+        if len(organisations) != 1:
+            problem = "no organisation" if not organisations else "more than one organisation"
+            print(f"nis2-coach: {problem} matches {args.org!r}", file=sys.stderr)
+            return EXIT_USAGE
+        organisation = organisations[0]
+        people = await privacy.find_people(app.db, organisation.id, args.who)
+        if len(people) != 1:
+            print(_ambiguous(args.who, people), file=sys.stderr)
+            return EXIT_USAGE
+        person = people[0]
+        question = (
+            f"Erase the personal data of {person.name} ({person.platform_user_id}) in "
+            f"{organisation.name}? This cannot be undone. [y/N] "
+        )
+        if not args.yes and not _confirmed(question):
+            print("nothing erased")
+            return EXIT_FAILED
+        now = app.coach.clock()
+        erased = await privacy.erase(app.db, person.id, now)
+        detail = {k: v for k, v in vars(erased).items() if k != "person_id"}
+        await audit.record(
+            app.db, now, organisation.id, _operator(), "erase", f"person:{person.id}", **detail
+        )
+    print(
+        f"erased person {person.id}: {erased.reflections} reflection texts, "
+        f"{erased.conversations} conversations, {erased.certificates} certificate names; "
+        "answers and certificate codes kept anonymously"
+    )
+    return EXIT_OK
+
+
+def _ambiguous(who: str, people: list[Any]) -> str:
+    if not people:
+        return f"nis2-coach: nobody matches {who!r} (give the platform user id, email or name)"
+    ids = ", ".join(person.platform_user_id for person in people)
+    return f"nis2-coach: {len(people)} people match {who!r}; give one user id: {ids}"
+
+
+def _confirmed(question: str) -> bool:
+    try:
+        return input(question).strip().casefold() in ("y", "yes", "j", "ja")
+    except EOFError:
+        return False
+
+
+async def run_purge(args: argparse.Namespace, settings: Settings) -> int:
+    days = args.days or settings.reflection_retention_days
+    if not days or days < 1:
+        print(
+            "nis2-coach: set REFLECTION_RETENTION_DAYS or give --days (a whole number of days)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    async with open_app(settings) as app:
+        deleted = await privacy.purge_reflections(app.db, days, app.coach.clock())
+    print(f"deleted {deleted} reflection texts older than {days} days (the rows stay)")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

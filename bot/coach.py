@@ -400,7 +400,12 @@ class Coach:
             text = (text or "").strip() or None
             reply: list[Message] = []
             earlier = journey.reflections.get(lesson_id)
-            if earlier is not None and earlier.text is None and text:
+            if (
+                earlier is not None
+                and earlier.text is None
+                and not earlier.text_deleted_at
+                and text
+            ):
                 earlier.text, earlier.submitted_at = text, self.clock()  # written after a skip
                 reply.append(
                     Text(journey.lang.s("reflection.thanks", points=self.points.reflection))
@@ -917,7 +922,13 @@ class Coach:
             verify_url=self.settings.verify_url(certificate.code),
             pdf_path=certificates.pdf_path(certificate),
             expires_at=certificate.expires_at,
+            credential_url=self._credential_url(certificate),
         )
+
+    def _credential_url(self, certificate: Certificate) -> str | None:
+        if not self.settings.signing_key:
+            return None
+        return self.settings.verify_url(certificate.code) + "/credential"
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -943,7 +954,9 @@ class Coach:
 
     def _stats(self, journey: Journey) -> dict[str, int]:
         points = sum(self._answer_points(a.context, a.correct) for a in journey.answers.values())
-        points += self.points.reflection * sum(1 for r in journey.reflections.values() if r.text)
+        points += self.points.reflection * sum(
+            1 for r in journey.reflections.values() if r.text or r.text_deleted_at
+        )
         return {"points": points, "streak": self._streak(journey)}
 
     def _streak(self, journey: Journey) -> int:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,10 +54,21 @@ def public_url(settings: Settings) -> str:
 
 def secret(settings: Settings) -> bytes | None:
     """A key for signing links, derived from a secret the server already has; None if none."""
-    base = settings.microsoft_app_password or settings.slack_signing_secret or settings.signing_key
+    base = settings.microsoft_app_password or settings.slack_signing_secret or _key_text(settings)
     if not base:
         return None
     return hmac.new(base.encode(), b"nis2-coach download links", hashlib.sha256).digest()
+
+
+def _key_text(settings: Settings) -> str | None:
+    """The signing key itself: SIGNING_KEY may be a file's path, which is no secret."""
+    value = (settings.signing_key or "").strip()
+    if not value or value.startswith("-----BEGIN"):
+        return value or None
+    try:
+        return Path(value).expanduser().read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 class Links:

@@ -9,13 +9,15 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import downloads
+from bot import downloads, privacy
 from bot.adapters.web import Verification
 from bot.app import App
 
 logger = logging.getLogger(__name__)
 
 APP_KEY = web.AppKey("nis2_app", App)
+# Modules that offer downloads through signed links; each registers its producer.
+DOWNLOAD_PROVIDERS = (privacy,)
 
 
 def build(app: App, teams_authentication: object = None) -> web.Application:
@@ -102,7 +104,10 @@ async def _download(request: web.Request) -> web.Response:
     producer = downloads.PRODUCERS.get(grant.kind) if grant else None
     if grant is None or producer is None:
         raise web.HTTPNotFound()
-    file = await producer(app, grant)
+    try:
+        file = await producer(app, grant)
+    except LookupError:  # what the link was made for is gone, or never was
+        raise web.HTTPNotFound() from None
     disposition = f'attachment; filename="{file.filename}"'
     headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
     return web.Response(body=file.content, content_type=file.content_type, headers=headers)

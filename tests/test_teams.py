@@ -414,9 +414,16 @@ async def test_c18_an_answer_replaces_its_card_in_place(teams: TeamsHarness) -> 
 
 async def test_status_shows_each_person_only_what_is_theirs(teams: TeamsHarness) -> None:
     await teams.post(in_channel(OWNER, teams.fake.url, "enroll"))
+
+    def last_text(conversation_id: str) -> str:
+        sends = [s for s in teams.fake.sends if s["conversation_id"] == conversation_id]
+        return sends[-1]["activity"]["attachments"][0]["content"]["body"][0]["text"]
+
+    # Asked in the team's channel, the status goes to the asker's personal chat only.
     await teams.post(in_channel(ADA, teams.fake.url, "status"))
-    learner_view = teams.fake.sends[-1]["activity"]["attachments"][0]["content"]["body"][0]["text"]
+    assert "sent your status to our personal chat" in last_text(TEAM)
+    learner_view = last_text(teams.chat_with(ADA))
     assert "Your progress" in learner_view and "Enrolled 3" not in learner_view
     await teams.post(in_channel(OWNER, teams.fake.url, "status"))
-    owner_view = teams.fake.sends[-1]["activity"]["attachments"][0]["content"]["body"][0]["text"]
-    assert "Enrolled 3" in owner_view
+    owner_view = last_text(teams.chat_with(OWNER))
+    assert "Enrolled 3" in owner_view and "Enrolled 3" not in last_text(TEAM)

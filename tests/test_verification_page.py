@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot import certificate as certificates
 from bot import server
 from bot.app import App
 from bot.coach import Coach
@@ -80,3 +81,64 @@ async def test_healthz_reports_a_database_that_does_not_answer(site) -> None:
     finally:
         await app.db.dispose()
         app.db = working
+
+
+@pytest.fixture
+async def signed_site(course: Course, db: Database, settings: Settings, tmp_path) -> AsyncIterator:
+    from bot import credential
+
+    credential.generate_key(tmp_path / "key.pem")
+    keyed = settings.model_copy(update={"signing_key": str(tmp_path / "key.pem")})
+    app = App(keyed, course, db, Coach(course, db, keyed))
+    runner = web.AppRunner(server.build(app))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    async with aiohttp.ClientSession() as session:
+        yield app, session, f"http://127.0.0.1:{runner.addresses[0][1]}/certificates/"
+    await runner.cleanup()
+
+
+async def test_the_signed_credential_is_downloadable_beside_the_page(signed_site) -> None:
+    from bot import credential
+
+    app, session, base = signed_site
+    code = await _certificate(app.coach)
+    status, page = await fetch(session, base + code)
+    assert status == 200 and f'href="{code}/credential"' in page
+    assert "signed credential" in page
+    async with session.get(base + code + "/credential") as response:
+        assert response.status == 200
+        assert response.content_type == "application/vc+ld+json"
+        assert f'filename="nis2-certificate-{code}.json"' in response.headers["Content-Disposition"]
+        document = await response.json(content_type=None)
+    assert credential.check(document).code == code
+    assert document["credentialSubject"]["identifier"][0]["identityHash"] == "Ada"
+    async with session.get(base + "NIS2-AAAA-BBBB-CCCC/credential") as response:
+        assert response.status == 404
+
+
+async def test_no_credential_without_a_key_or_for_a_revoked_certificate(site, signed_site) -> None:
+    app, session, base = site
+    code = await _certificate(app.coach)
+    status, page = await fetch(session, base + code)
+    assert status == 200 and "/credential" not in page
+    async with session.get(base + code + "/credential") as response:
+        assert response.status == 404
+    signed, session, base = signed_site
+    stored = await certificates.find(signed.db, code)
+    await certificates.revoke(signed.db, stored.id, "a mistake", datetime(2026, 1, 1, tzinfo=UTC))
+    revoked = code
+    status, page = await fetch(session, base + revoked)
+    assert "Revoked:" in page and "/credential" not in page
+    async with session.get(base + revoked + "/credential") as response:
+        assert response.status == 404
+
+
+async def test_credential_downloads_are_rate_limited_like_the_page(signed_site) -> None:
+    app, session, base = signed_site
+    code = await _certificate(app.coach)
+    statuses = []
+    for _ in range(32):
+        async with session.get(base + code + "/credential") as response:
+            statuses.append(response.status)
+    assert statuses[:30] == [200] * 30 and set(statuses[30:]) == {429}

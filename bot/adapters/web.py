@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import certificate as certificates
-from bot import dates
+from bot import credential, dates
 from bot.app import App
 from bot.lessons.course import Language
 from bot.store.models import Certificate
@@ -33,10 +33,12 @@ class Verification:
     def __init__(self, app: App) -> None:
         self.app = app
         self.asked: dict[str, deque[float]] = defaultdict(deque)
+        self.key = _signing_key(app)
 
     def routes(self, web_app: web.Application) -> None:
         web_app.router.add_get("/certificates/{code}", self.page)
         web_app.router.add_get("/certificates/{code}/pdf", self.pdf)
+        web_app.router.add_get("/certificates/{code}/credential", self.credential)
 
     def _allowed(self, client: str) -> bool:
         now = time.monotonic()
@@ -90,6 +92,22 @@ class Verification:
             },
         )
 
+    async def credential(self, request: web.Request) -> web.Response:
+        """The signed Open Badges credential, beside the PDF; offered only with a signing key."""
+        started = time.monotonic()
+        if not self._allowed(request.remote or "?"):
+            raise web.HTTPTooManyRequests()
+        code = certificates.normalise_code(request.match_info["code"])
+        certificate = await certificates.find(self.app.db, code) if len(code) <= 64 else None
+        await asyncio.sleep(max(0.0, ANSWER_SECONDS - (time.monotonic() - started)))
+        if self.key is None or not _offered(certificate):
+            raise web.HTTPNotFound()
+        lang = self.app.course.language(certificate.language)
+        body = credential.to_bytes(credential.issue(certificate, self.app.settings, lang, self.key))
+        disposition = f'attachment; filename="nis2-certificate-{code}.json"'
+        headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+        return web.Response(body=body, content_type=credential.MEDIA_TYPE, headers=headers)
+
     def _body(self, state: str, certificate: Certificate | None, lang: Language) -> str:
         heading = f"<h2>{html.escape(lang.s(f'verify.{state}'))}</h2>"
         if certificate is None:
@@ -105,7 +123,34 @@ class Verification:
         items = "".join(
             f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows.items() if v
         )
-        return f"{heading}<dl>{items}</dl>"
+        link = ""
+        if self.key is not None and _offered(certificate):
+            href = html.escape(f"{certificate.code}/credential")
+            link = f'<p><a href="{href}" download>{html.escape(lang.s("credential.link"))}</a></p>'
+        return f"{heading}<dl>{items}</dl>{link}"
+
+
+def _offered(certificate: Certificate | None) -> bool:
+    """A credential for a certificate in force or expired; not revoked, not erased."""
+    return (
+        certificate is not None
+        and certificate.revoked_at is None
+        and bool(certificate.learner_name)
+    )
+
+
+def _signing_key(app: App) -> credential.Ed25519PrivateKey | None:
+    try:
+        key = credential.load_key(app.settings)
+    except credential.CredentialError as error:
+        logger.error("signed credentials are off: %s", error)
+        return None
+    if key is None:
+        logger.warning(
+            "signed credentials are off; to switch them on run `nis2-coach keys generate` "
+            "and set SIGNING_KEY to the file it writes"
+        )
+    return key
 
 
 def _language(header: str) -> str:

@@ -105,6 +105,8 @@ class CertificateCard:
     verify_url: str
     pdf_path: Path | None
     expires_at: datetime
+    # Where the signed Open Badges credential is; None when no signing key is set.
+    credential_url: str | None = None
 
 
 @dataclass(frozen=True)

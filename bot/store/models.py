@@ -208,6 +208,8 @@ class Reflection(Base):
     lesson_id: Mapped[str] = mapped_column(String(40))
     text: Mapped[str | None] = mapped_column(Text)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when retention or erasure deleted the text: it was written ("submitted: yes").
+    text_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ChecklistConfirmation(Base):

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import audit, dates, privacy
+from bot import certificate as certificates
 from bot.adapters.digest_commands import VERBS, apply_digest, parse_digest
 from bot.adapters.replies import counts_line, enrol_summary, progress_text
 from bot.adapters.slack import blocks
@@ -29,6 +31,7 @@ PAGE = 1000
 USERS_INFO_MAX = 50  # above this many people, one users.list beats many users.info calls
 LOOKUP_CONCURRENCY = 8
 URL_FIELDS = ("security_policy_url", "incident_procedure_url")
+AUDIT_ACTIONS = {"enroll": "enrol", "unenroll": "unenrol"}
 
 
 def member_from(user: dict[str, Any], language: str | None) -> Member:
@@ -91,13 +94,42 @@ class SlackAdmin:
         lang: Language,
     ) -> tuple[str, Callable[[], Awaitable[None]] | None]:
         if command.name == "help":
-            return lang.s("admin.help") + "\n" + lang.s("digest.help"), None
+            help_text = [lang.s("admin.help"), lang.s("admin.help_more"), lang.s("digest.help")]
+            return "\n".join(help_text), None
         if command.name in VERBS:
             return await self._digest(command, client, organisation_id, user, lang), None
         if command.name == "status":
             return await self._status(client, team_id, organisation_id, user, lang), None
+        if command.name == "my-data":
+            return await self.my_data(client, team_id, user, lang), None
+        result = await self._admin_action(command, client, team_id, organisation_id, lang)
+        reply, follow_up, (target, detail) = result
+        await audit.record(
+            self.coach.db,
+            self.coach.clock(),
+            organisation_id,
+            user["id"],
+            AUDIT_ACTIONS.get(command.name, command.name),
+            target,
+            **detail,
+        )
+        return reply, follow_up
+
+    async def _admin_action(
+        self,
+        command: Command,
+        client: AsyncWebClient,
+        team_id: str,
+        organisation_id: int,
+        lang: Language,
+    ) -> tuple[str, Callable[[], Awaitable[None]] | None, tuple[str | None, dict[str, Any]]]:
+        """Carry out an admin command: the reply, any follow-up, and what the audit log keeps."""
+        labels = ", ".join(_audit_label(target) for target in command.targets)
         if command.name == "enroll":
-            return await self._enroll(command, client, team_id, organisation_id, lang)
+            reply, follow_up, counts = await self._enroll(
+                command, client, team_id, organisation_id, lang
+            )
+            return reply, follow_up, (labels, counts | _request_detail(command))
         if command.name == "unenroll":
             ids = [
                 i for target in command.targets for i in await self._resolve_target(client, target)
@@ -105,10 +137,53 @@ class SlackAdmin:
             count = await self.programme.unenrol(organisation_id, sorted(set(ids)))
             for target in command.targets:
                 await self.programme.close_team(organisation_id, target.id)
-            return lang.s("admin.unenrolled", count=count), None
+            return lang.s("admin.unenrolled", count=count), None, (labels, {"unenrolled": count})
         if command.name == "manager":
-            return await self._manager(command, client, organisation_id, lang), None
-        return await self._remind(client, team_id, organisation_id, lang)
+            reply = await self._manager(command, client, organisation_id, lang)
+            manager, *teams = command.targets
+            detail = {"teams": [_label(team) for team in teams]}
+            return reply, None, (manager.id, detail)
+        if command.name == "revoke":
+            reply, code, detail = await self._revoke(command, organisation_id, lang)
+            return reply, None, (code, detail)
+        if command.name == "remind":
+            reply, follow_up, count = await self._remind(client, team_id, organisation_id, lang)
+            return reply, follow_up, (None, {"reminded": count})
+        raise UsageError("admin.unknown_command", command=command.name)
+
+    async def _revoke(
+        self, command: Command, organisation_id: int, lang: Language
+    ) -> tuple[str, str, dict[str, Any]]:
+        """Only a certificate of the admin's own organisation; another's is as if unknown."""
+        code, reason = certificates.normalise_code(command.words[0]), " ".join(command.words[1:])
+        found = await certificates.find(self.coach.db, code, organisation_id)
+        if found is None:
+            raise UsageError("admin.no_such_certificate", code=code)
+        certificate, changed = await certificates.revoke(
+            self.coach.db, found.id, reason, self.coach.clock()
+        )
+        if not changed:
+            when = dates.format_date(certificate.revoked_at, lang.code)
+            raise UsageError("admin.already_revoked", code=code, date=when)
+        return lang.s("admin.revoked", code=code), code, {"reason": reason}
+
+    async def my_data(
+        self, client: AsyncWebClient, team_id: str, user: dict[str, Any], lang: Language
+    ) -> str:
+        """Everything stored about whoever asks, as a file in their DM; never anyone else's."""
+        found = await self.coach.find_learner("slack", team_id, user["id"])
+        if found is None:
+            return lang.s("privacy.my_data_none")
+        data = privacy.data_bytes(await privacy.my_data(self.coach.db, found[0].id))
+        channel = (await client.conversations_open(users=user["id"]))["channel"]["id"]
+        await client.files_upload_v2(
+            channel=channel,
+            content=data,
+            filename=privacy.FILE_TYPE[1],
+            title=privacy.FILE_TYPE[1],
+            initial_comment=lang.s("privacy.my_data_comment"),
+        )
+        return lang.s("privacy.my_data_sent")
 
     async def _enroll(
         self,
@@ -117,7 +192,7 @@ class SlackAdmin:
         team_id: str,
         organisation_id: int,
         lang: Language,
-    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+    ) -> tuple[str, Callable[[], Awaitable[None]], dict[str, int]]:
         """Resolve every target first, so one unknown channel changes nothing for anyone."""
         resolved = [
             (target, await self._resolve_target(client, target)) for target in command.targets
@@ -143,7 +218,12 @@ class SlackAdmin:
         learners = [
             (member.user_id, total.enrolment_ids[member.user_id]) for member in total.enrolled
         ]
-        return reply, lambda: self.adapter.start_learners(team_id, learners)
+        counts = {
+            "enrolled": len(total.enrolled),
+            "already": len(total.already),
+            "skipped": sum(len(members) for members in total.skipped.values()),
+        }
+        return reply, lambda: self.adapter.start_learners(team_id, learners), counts
 
     async def _resolve_target(self, client: AsyncWebClient, target: Target) -> list[str]:
         try:
@@ -241,7 +321,7 @@ class SlackAdmin:
         lang: Language,
     ) -> str:
         """A manager's own digest, or (admins only) the organisation digest and ranking."""
-        choice = parse_digest([command.name, *command.args])
+        choice = parse_digest([command.name, *command.words])
         member = member_from(user, None)
         person = await self.coach.person(
             organisation_id, member.user_id, member.name, None, member.timezone
@@ -258,7 +338,7 @@ class SlackAdmin:
 
     async def _remind(
         self, client: AsyncWebClient, team_id: str, organisation_id: int, lang: Language
-    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+    ) -> tuple[str, Callable[[], Awaitable[None]], int]:
         behind = await self.programme.behind(organisation_id)
 
         async def nudge_all() -> None:
@@ -274,7 +354,7 @@ class SlackAdmin:
                 except SlackApiError as error:
                     logger.warning("nudge to %s failed: %s", user_id, error.response.get("error"))
 
-        return lang.s("admin.reminded", count=len(behind)), nudge_all
+        return lang.s("admin.reminded", count=len(behind)), nudge_all, len(behind)
 
     async def _status(
         self,
@@ -382,6 +462,24 @@ def _merge(total: EnrolOutcome, outcome: EnrolOutcome) -> None:
         known = {member.user_id for member in total.skipped.get(reason, [])}
         total.skipped.setdefault(reason, []).extend(m for m in members if m.user_id not in known)
     total.enrolment_ids.update(outcome.enrolment_ids)
+
+
+def _request_detail(command: Command) -> dict[str, Any]:
+    """The enrolment options, as the audit log keeps them."""
+    request = command.request
+    deadline = request.deadline.isoformat() if request.deadline else None
+    return {
+        "track": request.track,
+        "language": request.language,
+        "deadline": deadline,
+        "keep": command.keep,
+        "guests": request.include_guests,
+    }
+
+
+def _audit_label(target: Target) -> str:
+    """A person by their id only, so that erasing them leaves no name in the audit log."""
+    return f"@{target.id}" if target.kind == "user" else _label(target)
 
 
 def _label(target: Target) -> str:

@@ -70,6 +70,7 @@ SCOPES = [
 ACTION = re.compile(r"^nis2\.([a-z_]+)\.\d+$")
 NO_MESSAGE_UPDATE = frozenset({"progress", "language", "edit_settings", "reflect"})
 POST_CONCURRENCY = 8
+MY_DATA_WORDS = frozenset({"my-data", "my data", "mine data", "mine-data"})
 # Work after the ack runs at most this many at a time, so a burst of clicks queues its
 # slow part instead of crowding the event loop that acknowledges the next requests.
 WORK_CONCURRENCY = 2
@@ -304,7 +305,7 @@ class SlackAdapter:
             file=str(card.pdf_path),
             filename=f"nis2-certificate-{card.code}.pdf",
             title=card.heading,
-            initial_comment=lang.s("platform.certificate_comment"),
+            initial_comment=_certificate_comment(card, lang),
         )
 
     async def start_learner(self, team_id: str, user_id: str, enrolment_id: int) -> None:
@@ -590,6 +591,10 @@ class SlackAdapter:
         found = await self._learner(team_id, user_id)
         lang = self.language(found[1].language if found else None)
         word = (event.get("text") or "").strip().casefold()
+        if word in MY_DATA_WORDS:
+            reply = await self.admin.my_data(client, team_id, {"id": user_id}, lang)
+            await client.chat_postMessage(channel=event["channel"], text=reply)
+            return
         verb = next((v for v in ("next", "progress", "pause") if _says(lang, v, word)), None)
         if found is None or verb is None:
             key = "platform.not_enrolled" if found is None else "platform.dm_help"
@@ -654,6 +659,13 @@ async def guard() -> AsyncIterator[None]:
         logger.warning("Slack refused a call: %s", error.response.get("error"))
     except Exception:  # the top-level handler for work after the ack
         logger.exception("unhandled error in Slack work after the ack")
+
+
+def _certificate_comment(card: CertificateCard, lang: Language) -> str:
+    comment = lang.s("platform.certificate_comment")
+    if card.credential_url:
+        comment += "\n" + lang.s("credential.comment", url=card.credential_url)
+    return comment
 
 
 def _says(lang: Language, verb: str, word: str) -> bool:

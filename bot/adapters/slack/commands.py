@@ -13,7 +13,8 @@ CHANNEL = re.compile(r"^<#(C[A-Z0-9]+|G[A-Z0-9]+)(?:\|([^>]*))?>$")
 USERGROUP = re.compile(r"^<!subteam\^(S[A-Z0-9]+)(?:\|@?([^>]*))?>$")
 USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|([^>]*))?>$")
 OPTION = re.compile(r"^([a-z]+)=(.*)$")
-ADMIN_ONLY = frozenset({"enroll", "enrol", "unenroll", "unenrol", "manager", "remind"})
+ADMIN_ONLY = frozenset({"enroll", "enrol", "unenroll", "unenrol", "manager", "remind", "revoke"})
+MY_DATA = frozenset({"my-data", "mydata", "mine-data"})
 
 
 @dataclass(frozen=True)
@@ -29,18 +30,23 @@ class Command:
     targets: list[Target] = field(default_factory=list)
     request: EnrolRequest = field(default_factory=EnrolRequest)
     keep: bool | None = None  # None: leave a channel's kept-open setting as it is
-    args: tuple[str, ...] = ()  # the words after digest and ranking
+    # The words after the command: revoke's code and reason, digest's and ranking's choice.
+    words: list[str] = field(default_factory=list)
 
 
 def parse(text: str, today: date) -> Command:
     """Split the text after /nis2 into a Command, or raise UsageError saying what is wrong."""
     words = text.split()
+    if [word.casefold() for word in words[:2]] in (["my", "data"], ["mine", "data"]):
+        words = ["my-data", *words[2:]]
     name = words[0].casefold() if words else "help"
     name = {"enrol": "enroll", "unenrol": "unenroll"}.get(name, name)
     if name in ("help", "status", "remind"):
         return Command(name)
     if name in ("digest", "ranking"):
-        return Command(name, args=tuple(words[1:]))
+        return Command(name, words=words[1:])
+    if name == "revoke" or name in MY_DATA:
+        return _plain(name, words[1:])
     if name not in ("enroll", "unenroll", "manager"):
         raise UsageError("admin.unknown_command", command=words[0] if words else "")
     usage = f"admin.usage_{name}"
@@ -55,6 +61,17 @@ def parse(text: str, today: date) -> Command:
     if name == "manager" and (targets[0].kind != "user" or len(targets) < 2):
         raise UsageError(usage)
     return command
+
+
+def _plain(name: str, words: list[str]) -> Command:
+    """revoke CODE reason…, and my-data (which takes nothing: no one asks for another's data)."""
+    if name in MY_DATA:
+        if words:
+            raise UsageError("privacy.my_data_only_yours")
+        return Command("my-data")
+    if len(words) < 2:
+        raise UsageError("admin.usage_revoke")
+    return Command(name, words=words)
 
 
 def _split(words: list[str], usage: str) -> tuple[list[Target], dict[str, str]]:

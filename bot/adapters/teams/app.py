@@ -36,6 +36,8 @@ from botbuilder.schema import (
 )
 from sqlalchemy import select
 
+from bot import audit, dates, downloads
+from bot import certificate as certificates
 from bot.adapters.digest_commands import VERBS as DIGEST_VERBS
 from bot.adapters.digest_commands import apply_digest, parse_digest
 from bot.adapters.options import UsageError, enrol_options
@@ -60,7 +62,9 @@ UNREACHABLE = frozenset(
 )
 MAX_TRIES = 5
 PAGE_SIZE = 500
-ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind", "manager"})
+ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind", "manager", "revoke"})
+MY_DATA_WORDS = frozenset({"my-data", "my data", "mine data", "mine-data"})
+AUDIT_ACTIONS = {"enroll": "enrol", "unenroll": "unenrol"}
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,9 @@ class CoachBot(ActivityHandler):
         if verb in DIGEST_VERBS:
             await self._digest(turn_context, organisation_id, words)
             return
+        if text.casefold() in MY_DATA_WORDS:
+            await self._my_data(turn_context, organisation_id, person_id, enrolment)
+            return
         admin_words = ADMIN_COMMANDS | {"enrol", "unenrol", "status"}
         if not _is_personal(activity) or verb in admin_words:
             await self._admin(turn_context, organisation_id, words)
@@ -385,19 +392,27 @@ class CoachBot(ActivityHandler):
         try:
             if verb in ADMIN_COMMANDS and not await self._is_admin(context):
                 reply = lang.s("admin.not_allowed", command=verb)
-            elif verb == "enroll":
-                reply = await self._enroll(context, organisation_id, words[1:], lang)
-            elif verb == "unenroll":
-                count = await self._unenroll(context, organisation_id)
-                reply = lang.s("admin.unenrolled", count=count)
-            elif verb == "remind":
-                reply = lang.s("admin.reminded", count=await self._remind(organisation_id))
-            elif verb == "manager":
-                reply = await self._manager(context, organisation_id, lang)
+            elif verb in ADMIN_COMMANDS:
+                reply, target, detail = await self._admin_action(
+                    context, organisation_id, verb, words[1:], lang
+                )
+                actor, action = _user_id(context.activity), AUDIT_ACTIONS.get(verb, verb)
+                await audit.record(
+                    self.coach.db,
+                    self.coach.clock(),
+                    organisation_id,
+                    actor,
+                    action,
+                    target,
+                    **detail,
+                )
             elif verb == "status":
                 reply = await self._status(context, organisation_id, found, lang)
+                if not _is_personal(context.activity):
+                    reply = await self._privately(found, reply, lang)
             else:
-                reply = lang.s("admin.help") + "\n" + lang.s("digest.help")
+                help_text = [lang.s("admin.help"), lang.s("admin.help_more"), lang.s("digest.help")]
+                reply = "\n".join(help_text)
         except UsageError as error:
             reply = lang.s(error.key, **error.values)
             reply += f"\n{lang.s(error.usage)}" if error.usage else ""
@@ -425,6 +440,79 @@ class CoachBot(ActivityHandler):
             reply = lang.s(error.key, **error.values)
         await self.teams.send(context, [Text(reply)], lang)
 
+    async def _admin_action(
+        self,
+        context: TurnContext,
+        organisation_id: int,
+        verb: str,
+        words: list[str],
+        lang: Language,
+    ) -> tuple[str, str | None, dict[str, Any]]:
+        """Carry out an admin command: the reply, and what the audit log keeps of it."""
+        team_id = _team_id(context.activity)
+        if verb == "enroll":
+            reply, detail = await self._enroll(context, organisation_id, words, lang)
+            return reply, team_id, detail
+        if verb == "unenroll":
+            count = await self._unenroll(context, organisation_id)
+            return lang.s("admin.unenrolled", count=count), team_id, {"unenrolled": count}
+        if verb == "remind":
+            count = await self._remind(organisation_id)
+            return lang.s("admin.reminded", count=count), None, {"reminded": count}
+        if verb == "manager":
+            reply, manager = await self._manager(context, organisation_id, lang)
+            return reply, manager, {"teams": [team_id]}
+        if verb == "revoke":
+            return await self._revoke(organisation_id, words, lang)
+        raise UsageError("admin.unknown_command", command=verb)
+
+    async def _revoke(
+        self, organisation_id: int, words: list[str], lang: Language
+    ) -> tuple[str, str, dict[str, Any]]:
+        """`revoke CODE reason…`: only a certificate of this tenant; another's is as if unknown."""
+        if len(words) < 2:
+            raise UsageError("admin.usage_revoke")
+        code, reason = certificates.normalise_code(words[0]), " ".join(words[1:])
+        found = await certificates.find(self.coach.db, code, organisation_id)
+        if found is None:
+            raise UsageError("admin.no_such_certificate", code=code)
+        certificate, changed = await certificates.revoke(
+            self.coach.db, found.id, reason, self.coach.clock()
+        )
+        if not changed:
+            when = dates.format_date(certificate.revoked_at, lang.code)
+            raise UsageError("admin.already_revoked", code=code, date=when)
+        return lang.s("admin.revoked", code=code), code, {"reason": reason}
+
+    async def _my_data(
+        self, context: TurnContext, organisation_id: int, person_id: int | None, enrolment: Any
+    ) -> None:
+        """A signed link to everything stored about whoever asks, in their personal chat only."""
+        lang = self.teams.language(enrolment.language if enrolment else None)
+        settings = self.teams.settings
+        key = downloads.secret(settings)
+        if not _is_personal(context.activity):
+            reply = lang.s("privacy.my_data_in_private")
+        elif person_id is None or key is None:
+            reply = lang.s("privacy.my_data_none")
+        else:
+            expires = self.coach.clock() + downloads.VALID_FOR
+            grant = downloads.Grant("my-data", organisation_id, person_id, expires)
+            url = downloads.Links(key, downloads.public_url(settings)).make(grant)
+            minutes = int(downloads.VALID_FOR.total_seconds() // 60)
+            reply = lang.s("privacy.my_data_link", minutes=minutes, url=url)
+        await self.teams.send(context, [Text(reply)], lang)
+
+    async def _privately(self, found: Any, text: str, lang: Language) -> str:
+        """Send a status to the asker's personal chat; a channel is read by the whole team."""
+        if found is not None:
+            try:
+                await self.teams.send_to(found[0].id, [Text(text)], lang)
+                return lang.s("privacy.sent_privately")
+            except LookupError:
+                logger.info("no personal chat with person %s for their status", found[0].id)
+        return lang.s("privacy.status_in_private")
+
     async def _is_admin(self, context: TurnContext) -> bool:
         """The owners of this team and the configured admin ids."""
         user = context.activity.from_property
@@ -450,7 +538,7 @@ class CoachBot(ActivityHandler):
 
     async def _enroll(
         self, context: TurnContext, organisation_id: int, words: list[str], lang: Language
-    ) -> str:
+    ) -> tuple[str, dict[str, Any]]:
         options = dict(word.split("=", 1) for word in words if "=" in word)
         request, keep = enrol_options(options, self.coach.clock().date(), "admin.usage_enroll")
         team_id = _team_id(context.activity)
@@ -473,7 +561,17 @@ class CoachBot(ActivityHandler):
             summary += "\n" + lang.s(
                 "platform.unreachable", count=unreachable, names=", ".join(names)
             )
-        return summary
+        detail = {
+            "enrolled": len(outcome.enrolled),
+            "already": len(outcome.already),
+            "skipped": sum(len(members) for members in outcome.skipped.values()),
+            "track": request.track,
+            "language": request.language,
+            "deadline": request.deadline.isoformat() if request.deadline else None,
+            "keep": keep,
+            "named": len(named),
+        }
+        return summary, detail
 
     async def _start_all(
         self, context: TurnContext, roster: list[Any], outcome: EnrolOutcome
@@ -499,7 +597,9 @@ class CoachBot(ActivityHandler):
         ids = [member.aad_object_id or member.id for member in roster]
         return await self.teams.programme.unenrol(organisation_id, ids)
 
-    async def _manager(self, context: TurnContext, organisation_id: int, lang: Language) -> str:
+    async def _manager(
+        self, context: TurnContext, organisation_id: int, lang: Language
+    ) -> tuple[str, str]:
         """`manager @person`: that person follows this team's progress."""
         activity = context.activity
         team_id = _team_id(activity)
@@ -514,14 +614,20 @@ class CoachBot(ActivityHandler):
         team = await self.teams.programme.find_team(organisation_id, team_id)
         if team is None:
             raise UsageError("admin.team_not_enrolled", team=team_id)
-        member = await with_retries(
-            lambda: TeamsInfo.get_team_member(context, team_id, people[0]["id"])
-        )
+        try:
+            member = await with_retries(
+                lambda: TeamsInfo.get_team_member(context, team_id, people[0]["id"])
+            )
+        except ErrorResponseException as error:  # not a member of this team (or tenant)
+            if error.response is None or error.response.status_code != 404:
+                raise
+            raise UsageError("admin.usage_manager") from None
         person = await self.coach.person(
             organisation_id, member.aad_object_id or member.id, member.name or member.id
         )
         await self.teams.programme.assign_manager(team.id, person.id)
-        return lang.s("admin.manager_set", manager=person.name, teams=team.name)
+        reply = lang.s("admin.manager_set", manager=person.name, teams=team.name)
+        return reply, person.platform_user_id
 
     async def _remind(self, organisation_id: int) -> int:
         """A nudge, in each learner's own chat, to everyone behind; returns how many."""

@@ -223,6 +223,14 @@ def _certificate(certificate: CertificateCard, lang: Language) -> Card:
                 "url": certificate.verify_url + "/pdf",
             }
         )
+    if certificate.credential_url:
+        actions.append(
+            {
+                "type": "Action.OpenUrl",
+                "title": lang.s("credential.button"),
+                "url": certificate.credential_url,
+            }
+        )
     return card(body, f"{certificate.heading}: {certificate.code}", actions)
 
 

@@ -18,6 +18,7 @@ PERSONAL_COMMANDS = [
     ("progress", "Your progress, points and streak"),
     ("pause", "Hold the daily lessons"),
     ("language da", "Dansk / Danish"),
+    ("my-data", "Everything stored about you, as a file"),
     ("help", "What I can do"),
 ]
 TEAM_COMMANDS = [
@@ -26,6 +27,7 @@ TEAM_COMMANDS = [
     ("manager", "manager @person: they follow this team's progress"),
     ("status", "How the organisation is doing"),
     ("remind", "A friendly nudge to everyone behind"),
+    ("revoke", "revoke CODE reason: withdraw a certificate"),
 ]
 
 

@@ -1,6 +1,6 @@
 """indexes for the weekly digest: first deliveries, wrong answers, a person's teams
 
-Revision ID: 0005_digest
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-03 16:00:00
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_digest"
+revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
