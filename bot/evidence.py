@@ -200,7 +200,7 @@ async def find_team(db: Database, organisation: Organisation, wanted: str) -> Te
 # -- the per-person rows ----------------------------------------------------------------------
 
 
-def _since(scope: Scope) -> datetime | None:
+def since_moment(scope: Scope) -> datetime | None:
     return datetime.combine(scope.since, time(), UTC) if scope.since else None
 
 
@@ -220,7 +220,7 @@ def _enrolments(scope: Scope) -> Select:
     if scope.team is not None:
         members = select(TeamMember.person_id).where(TeamMember.team_id == scope.team.id)
         query = query.where(Enrolment.person_id.in_(members))
-    since = _since(scope)
+    since = since_moment(scope)
     if since is not None:
         query = query.where(or_(Enrolment.enrolled_at >= since, Enrolment.completed_at >= since))
     return query

@@ -1,0 +1,107 @@
+"""The evidence pack as files for chat: made on request, recorded in the audit log, and
+offered through signed download links where a chat cannot attach files (Teams).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import audit, downloads, evidence, evidence_pdf
+from bot.evidence import Scope
+from bot.lessons.course import Course, Language
+from bot.settings import Settings
+from bot.store.db import Database
+from bot.store.models import Organisation, Team
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("csv", "pdf")
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+
+
+def filename(scope: Scope, fmt: str, now: datetime) -> str:
+    """nis2-evidence-<organisation>[-<team>]-<date>.<format>, safe in any file system."""
+    parts = [scope.organisation.external_id]
+    if scope.team is not None:
+        parts.append(scope.team.name)
+    stem = "-".join(["nis2-evidence", *parts, now.date().isoformat()])
+    safe = "".join(
+        char if char.isascii() and (char.isalnum() or char in "-_") else "_" for char in stem
+    )
+    return f"{safe}.{fmt}"
+
+
+async def make(
+    db: Database,
+    course: Course,
+    settings: Settings,
+    scope: Scope,
+    fmt: str,
+    lang: Language,
+    now: datetime,
+) -> downloads.File:
+    """One file of the evidence pack, in memory (chat uploads and downloads need the bytes)."""
+    if fmt == "pdf":
+        content = await evidence_pdf.build(db, course, scope, lang, now, settings)
+    else:
+        buffer = io.BytesIO()
+        await evidence.write_csv(buffer, db, course, scope, lang, now)
+        content = buffer.getvalue()
+    logger.info("evidence %s made for organisation %s", fmt, scope.organisation.id)
+    return downloads.File(content, CONTENT_TYPES[fmt], filename(scope, fmt, now))
+
+
+async def record(
+    db: Database, now: datetime, scope: Scope, actor: str, formats: list[str], **detail: Any
+) -> None:
+    """The report request in the audit log: who asked, for what scope and formats."""
+    target = scope.team.name if scope.team is not None else scope.organisation.name
+    if scope.since is not None:
+        detail["since"] = scope.since.isoformat()
+    await audit.record(
+        db, now, scope.organisation.id, actor, "report", target, formats=",".join(formats), **detail
+    )
+
+
+# -- signed download links (Teams) ------------------------------------------------------------
+
+
+def grant_params(scope: Scope, lang: Language) -> dict[str, Any]:
+    params: dict[str, Any] = {"lang": lang.code}
+    if scope.team is not None:
+        params["team"] = scope.team.id
+    if scope.since is not None:
+        params["since"] = scope.since.isoformat()
+    return params
+
+
+async def scope_of(db: Database, grant: downloads.Grant) -> Scope:
+    """The scope a link was made for; a team of another organisation is never reached."""
+    async with db.session() as session:
+        organisation = await session.get_one(Organisation, grant.organisation_id)
+        team = None
+        if "team" in grant.params:
+            query = select(Team).filter_by(
+                id=grant.params["team"], organisation_id=grant.organisation_id
+            )
+            team = (await session.execute(query)).scalar_one()
+    since = date.fromisoformat(grant.params["since"]) if "since" in grant.params else None
+    return Scope(organisation, team, since)
+
+
+def _producer(fmt: str) -> downloads.Producer:
+    async def produce(app: Any, grant: downloads.Grant) -> downloads.File:
+        scope = await scope_of(app.db, grant)
+        lang = app.course.language(grant.params.get("lang"))
+        return await make(app.db, app.course, app.settings, scope, fmt, lang, app.coach.clock())
+
+    return produce
+
+
+for _fmt in FORMATS:
+    downloads.PRODUCERS[f"report-{_fmt}"] = _producer(_fmt)
