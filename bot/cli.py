@@ -1,10 +1,11 @@
-"""The nis2-coach command: content check, chat, db upgrade, certificate verify."""
+"""The nis2-coach command: content check, chat, db upgrade, certificate verify, report."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import getpass
 import logging
 import os
 import signal
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     cert_commands = cert.add_subparsers(dest="action", metavar="ACTION", required=True)
     verify = cert_commands.add_parser("verify", help="print valid, expired, revoked or unknown")
     verify.add_argument("code")
+
+    report = commands.add_parser("report", help="write the evidence pack (CSV or PDF)")
+    report.add_argument("--org", help="organisation: its external id or name")
+    report.add_argument("--team", help="only this team (its name or external id)")
+    report.add_argument("--format", choices=["csv", "pdf"], default="csv")
+    report.add_argument("--since", metavar="YYYY-MM-DD", help="enrolled or completed from then")
+    report.add_argument("--lang", choices=["da", "en"], help="language of the labels")
+    report.add_argument("--output", type=Path, help="file to write (default: a dated name)")
     return parser
 
 
@@ -93,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": run_serve,
         "db": run_db_upgrade,
         "certificate": run_verify,
+        "report": run_report,
     }
     try:
         return asyncio.run(runners[args.command](args, settings))
@@ -205,6 +215,37 @@ async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         if certificate.revoked_at:
             print(f"  revoked: {certificate.revoked_reason or ''}")
     return EXIT_OK if state == "valid" else EXIT_FAILED
+
+
+async def run_report(args: argparse.Namespace, settings: Settings) -> int:
+    """The evidence pack for one organisation, streamed to a file; the request is audited."""
+    from bot import evidence, reports
+
+    async with open_app(settings) as app:
+        lang = app.course.language(args.lang or settings.default_language)
+        now = app.coach.clock()
+        try:
+            scope = await reports.cli_scope(app.db, args.org, args.team, args.since)
+        except evidence.ReportError as error:
+            print(f"nis2-coach: {lang.s(error.key, **error.values)}", file=sys.stderr)
+            return EXIT_USAGE
+        path = args.output or Path(reports.filename(scope, args.format, now))
+        total = await evidence.count_people(app.db, scope)
+        progress = reports.progress_printer(lang, total, sys.stderr)
+        people = await reports.write_file(
+            path, app.db, app.course, settings, scope, args.format, lang, now, progress
+        )
+        actor = f"cli:{_login()}"
+        await reports.record(app.db, now, scope, actor, [args.format], people=people)
+    print(lang.s("report.cli.written", path=path, people=people))
+    return EXIT_OK
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 if __name__ == "__main__":

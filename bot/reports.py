@@ -4,14 +4,17 @@ offered through signed download links where a chat cannot attach files (Teams).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
+from babel.numbers import format_decimal
 from sqlalchemy import select
 
-from bot import audit, downloads, evidence, evidence_pdf
+from bot import audit, dates, downloads, evidence, evidence_pdf
 from bot.evidence import Scope
 from bot.lessons.course import Course, Language
 from bot.settings import Settings
@@ -105,3 +108,66 @@ def _producer(fmt: str) -> downloads.Producer:
 
 for _fmt in FORMATS:
     downloads.PRODUCERS[f"report-{_fmt}"] = _producer(_fmt)
+
+
+# -- the command line -------------------------------------------------------------------------
+
+LARGE = 10_000  # from this many people, progress is shown even when stderr is not a terminal
+
+
+def parse_since(value: str | None) -> date | None:
+    """A YYYY-MM-DD date, or ReportError naming what was given."""
+    if value is None:
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise evidence.ReportError("report.cli.bad_since", value=value) from None
+
+
+async def cli_scope(db: Database, org: str | None, team: str | None, since: str | None) -> Scope:
+    """The scope the command line asked for; ReportError when any part of it is wrong."""
+    moment = parse_since(since)
+    organisation = await evidence.find_organisation(db, org)
+    found = await evidence.find_team(db, organisation, team) if team else None
+    return Scope(organisation, found, moment)
+
+
+def progress_printer(lang: Language, total: int, stream: Any) -> evidence.Progress | None:
+    """Lines like '1,000 / 100,000 people' on stderr, for a person watching a large export."""
+    if not (stream.isatty() or total >= LARGE):
+        return None
+    locale = dates.LOCALES.get(lang.code, lang.code)
+
+    def show(done: int) -> None:
+        figures = {"done": format_decimal(done, locale=locale)}
+        figures["total"] = format_decimal(total, locale=locale)
+        print(lang.s("report.cli.progress", **figures), file=stream, flush=True)
+
+    return show
+
+
+async def write_file(
+    path: Path,
+    db: Database,
+    course: Course,
+    settings: Settings,
+    scope: Scope,
+    fmt: str,
+    lang: Language,
+    now: datetime,
+    progress: evidence.Progress | None,
+) -> int:
+    """Write the file beside its final name first, so a failed export leaves no half file."""
+    partial = path.with_name(path.name + ".partial")
+    if fmt == "csv":
+        with partial.open("wb") as out:
+            people = await evidence.write_csv(out, db, course, scope, lang, now, progress)
+    else:
+        pack = await evidence_pdf.gather(db, course, scope, lang, now, settings, progress)
+        partial.write_bytes(await asyncio.to_thread(evidence_pdf.render, pack))
+        people = len(pack.people)
+    partial.replace(path)
+    return people

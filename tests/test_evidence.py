@@ -1,0 +1,220 @@
+"""The evidence pack against a known set of learners: CSV rows exactly, the PDF read back."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime
+
+import pytest
+from pypdf import PdfReader
+
+from bot import dates, evidence, evidence_pdf
+from bot.coach import Coach
+from bot.dates import add_months
+from bot.lessons.course import Course
+from bot.settings import Settings
+from bot.store.db import Database
+from tests.evidence_data import SECRET, START, Acme, Clock, build
+
+
+@pytest.fixture
+def clocked(course: Course, db: Database, settings: Settings) -> Coach:
+    return Coach(course, db, settings, clock=Clock(START))
+
+
+async def csv_text(coach: Coach, scope: evidence.Scope, language: str) -> str:
+    out = io.BytesIO()
+    lang = coach.course.language(language)
+    await evidence.write_csv(out, coach.db, coach.course, scope, lang, coach.clock())
+    data = out.getvalue()
+    assert data.startswith(b"\xef\xbb\xbf"), "UTF-8 with BOM, so Excel reads æ, ø and å"
+    return data.decode("utf-8-sig")
+
+
+def expected_row(course: Course, acme: Acme, name: str, team: str, track: str, **extra) -> list:
+    """The CSV row the known data must give; `extra` holds what differs per person."""
+    completed = acme.completed.get(name)
+    code = acme.codes.get(name, "")
+    day = completed.date().isoformat() if completed else ""
+    expires = add_months(completed, 12).date().isoformat() if completed else ""
+    row = {
+        "name": name,
+        "teams": team,
+        "track": track,
+        "enrolled": "2026-03-02",
+        "deadline": "2026-03-31",
+        "lessons_done": str(len(course.language("en").plan(track))),
+        "lessons_planned": str(len(course.language("en").plan(track))),
+        "completed": day,
+        "score": "100" if completed else "",
+        "pass_mark": "80",
+        "certificate": code,
+        "issued": day,
+        "expires": expires,
+        "certificate_status": "valid" if completed else "",
+        "course_version": course.version,
+        "content_hash": course.content_hash,
+        "reminders": "0",
+        "reflections": "yes",
+        "policy": "",
+        "procedure": "",
+    }
+    row.update(extra)
+    return [row[column] for column in evidence.COLUMNS]
+
+
+async def test_csv_rows_are_exactly_the_known_learners(clocked: Coach, course: Course) -> None:
+    acme = await build(clocked, course)
+    organisation = await evidence.find_organisation(clocked.db, "acme")
+    text = await csv_text(clocked, evidence.Scope(organisation), "en")
+
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == evidence.header(course.language("en"))
+    acknowledged = acme.acknowledged.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert rows[1:] == [
+        expected_row(course, acme, "Birgitte Bestyrelse", "Ledelse", "management"),
+        expected_row(course, acme, "Ida Igang", "Økonomi", "core", lessons_done="3"),
+        expected_row(course, acme, "Mads Mangler", "Ledelse", "management", lessons_done="2"),
+        expected_row(
+            course,
+            acme,
+            "Otto Overskredet",
+            "Lager",
+            "core",
+            lessons_done="0",
+            deadline="2026-03-10",
+            reminders="2",
+            reflections="no",
+        ),
+        expected_row(
+            course,
+            acme,
+            "Pia Politik",
+            "Økonomi",
+            "core",
+            enrolled="2026-03-10",
+            policy=acknowledged,
+            procedure=acknowledged,
+        ),
+        expected_row(
+            course, acme, "Rikke Revoked", "Økonomi", "core", certificate_status="revoked"
+        ),
+        expected_row(course, acme, "Søren Ærø", "Økonomi", "core"),
+    ]
+    assert SECRET not in text and "Gus Globex" not in text
+
+
+async def test_csv_filters_language_and_chunks(clocked: Coach, course: Course) -> None:
+    await build(clocked, course)
+    organisation = await evidence.find_organisation(clocked.db, "Acme A/S")
+    ledelse = await evidence.find_team(clocked.db, organisation, "#Ledelse")
+
+    danish = await csv_text(clocked, evidence.Scope(organisation, ledelse), "da")
+    rows = list(csv.reader(io.StringIO(danish), delimiter=";"))
+    assert rows[0][:3] == ["Navn", "Team", "Forløb"]
+    assert [row[0] for row in rows[1:]] == ["Birgitte Bestyrelse", "Mads Mangler"]
+    assert rows[1][2] == "ledelse" and rows[1][13] == "gyldigt" and rows[1][17] == "ja"
+
+    since = evidence.Scope(organisation, since=date(2026, 3, 9))
+    names = [row[0] for row in csv.reader(io.StringIO(await csv_text(clocked, since, "en")))]
+    assert names[1:] == ["Pia Politik"]
+
+    chunks = [
+        len(chunk)
+        async for chunk in evidence.rows(
+            clocked.db, course, evidence.Scope(organisation), clocked.clock(), chunk=3
+        )
+    ]
+    assert chunks == [3, 3, 1]
+    assert await evidence.count_people(clocked.db, evidence.Scope(organisation)) == 7
+
+
+async def test_pdf_shows_summary_management_coverage_acknowledgements_and_audit(
+    clocked: Coach, course: Course, settings: Settings
+) -> None:
+    acme = await build(clocked, course)
+    organisation = await evidence.find_organisation(clocked.db, "acme")
+    lang = course.language("da")
+    pdf = await evidence_pdf.build(
+        clocked.db, course, evidence.Scope(organisation), lang, clocked.clock(), settings
+    )
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
+    text = "\n".join(pages)
+
+    summary = lang.s(
+        "report.summary_line", enrolled=7, completed=4, percent=57, in_progress=3, overdue=1
+    )
+    assert summary in pages[0]
+    assert "Økonomi\n4\n3\n75 %\n0" in pages[0] and "Lager\n1\n0\n0 %\n1" in pages[0]
+    assert "basis\n5\n3\n60 %\n1" in pages[0] and "ledelse\n2\n1\n50 %\n0" in pages[0]
+
+    management = next(page for page in pages if lang.s("report.management_heading") in page)
+    completed = dates.format_date(acme.completed["Birgitte Bestyrelse"], "da")
+    assert f"Birgitte Bestyrelse\nLedelse\n26 / 26\n{completed}" in management
+    assert "Mads Mangler\nLedelse\n2 / 26\nendnu ikke" in management
+    assert lang.s("report.management_line", completed=1, enrolled=2) in management
+    assert "NIS 2-loven § 7, stk. 2" in management and "Praksis, ikke lov" in management
+
+    moment = acme.acknowledged.strftime("%Y-%m-%d %H:%M")
+    assert f"Pia Politik\nØkonomi\n{moment}\n{moment}" in management
+
+    coverage = " ".join(next(p for p in pages if lang.s("report.coverage_heading") in p).split())
+    for provision, share in [
+        ("report.provision.art20_2", "1 af 2 (50 %)"),
+        ("report.provision.art21_2_g", "4 af 7 (57 %)"),
+        ("report.provision.art23", "4 af 7 (57 %)"),
+        ("report.provision.dk7_2", "1 af 2 (50 %)"),
+    ]:
+        start = coverage.index(" ".join(lang.s(provision).split()))
+        assert share in coverage[start:].split("%)")[0] + "%)", provision
+    assert "m1-l5" in coverage and "m5-l4" in coverage
+
+    assert "Søren Ærø" in text and acme.codes["Rikke Revoked"].split("-")[1] in text
+    assert "tilbageka" in text  # the revoked certificate's status (the cell may wrap)
+    audit = pages[-1]
+    assert lang.s("report.audit_heading") in audit
+    assert "2026-03-02 08:00\nUADMIN\nenrol\n#Økonomi\ncount=3" in audit
+    assert SECRET not in text and "Gus Globex" not in text
+
+
+def test_the_coverage_matrix_names_lessons_declaring_each_provision(course: Course) -> None:
+    items = evidence.coverage_lessons(course, course.language("en"))
+    assert [item.provision for item in items] == list(evidence.PROVISIONS)
+    for item in items:
+        assert item.lessons, f"no lesson serves {item.provision}"
+        for lesson_id, _title in item.lessons:
+            assert item.provision in course.language("en").lesson(lesson_id).provisions
+
+
+def test_progress_lines_only_for_a_terminal_or_a_large_export(course: Course) -> None:
+    from bot import reports
+
+    class Stream(io.StringIO):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    lang = course.language("en")
+    assert reports.progress_printer(lang, 50, Stream(tty=False)) is None
+    quiet_but_large = Stream(tty=False)
+    reports.progress_printer(lang, 100_000, quiet_but_large)(1000)
+    assert quiet_but_large.getvalue() == "1,000 / 100,000 people\n"
+    terminal = Stream(tty=True)
+    reports.progress_printer(course.language("da"), 2500, terminal)(2000)
+    assert terminal.getvalue() == "2.000 / 2.500 personer\n"
+
+
+def test_file_names_are_safe(course: Course) -> None:
+    from bot import reports
+    from bot.store.models import Organisation, Team
+
+    organisation = Organisation(external_id="T0ACME", name="Acme")
+    scope = evidence.Scope(organisation, Team(name="Økonomi & løn"))
+    now = datetime.fromisoformat("2026-03-31T12:00:00+00:00")
+    assert (
+        reports.filename(scope, "pdf", now) == "nis2-evidence-T0ACME-_konomi___l_n-2026-03-31.pdf"
+    )
