@@ -218,3 +218,57 @@ def test_file_names_are_safe(course: Course) -> None:
     assert (
         reports.filename(scope, "pdf", now) == "nis2-evidence-T0ACME-_konomi___l_n-2026-03-31.pdf"
     )
+
+
+async def run_cli(settings: Settings, *argv: str) -> int:
+    from bot import cli
+
+    args = cli.build_parser().parse_args(["report", *argv])
+    return await cli.run_report(args, settings)
+
+
+async def test_cli_report_writes_files_audits_and_refuses_bad_input(
+    clocked: Coach, course: Course, settings: Settings, tmp_path, capsys
+) -> None:
+    import getpass
+
+    from bot import audit, cli
+
+    await build(clocked, course)
+
+    assert await run_cli(settings) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert "There are several organisations; choose one with --org" in error
+    assert "acme  Acme A/S (test)" in error and "globex  Globex (test)" in error
+    assert await run_cli(settings, "--org", "nope") == cli.EXIT_USAGE
+    assert "There is no organisation “nope”" in capsys.readouterr().err
+    assert await run_cli(settings, "--org", "acme", "--team", "Sales") == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert "Organisation Acme A/S has no team “Sales”. Its teams: Lager, Ledelse, Økonomi" in error
+    for bad in ("2026-13-01", "31-03-2026", "yesterday"):
+        assert await run_cli(settings, "--org", "acme", "--since", bad) == cli.EXIT_USAGE
+        assert f"“{bad}” isn't a date; write it as YYYY-MM-DD" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["report", "--format", "xls"])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.glob("*.pdf"))
+
+    output = tmp_path / "evidence.csv"
+    assert await run_cli(settings, "--org", "Acme A/S", "--output", str(output)) == cli.EXIT_OK
+    assert f"Evidence pack written to {output} (7 people)." in capsys.readouterr().out
+    rows = list(csv.reader(io.StringIO(output.read_text("utf-8-sig"))))
+    assert len(rows) == 8 and rows[7][0] == "Søren Ærø"
+
+    pdf = tmp_path / "ledelse.pdf"
+    argv = ["--org", "acme", "--team", "Ledelse", "--format", "pdf", "--lang", "da"]
+    assert await run_cli(settings, *argv, "--output", str(pdf)) == cli.EXIT_OK
+    text = "".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "Birgitte Bestyrelse" in text and "Søren Ærø" not in text
+    assert not list(tmp_path.glob("*.partial"))
+
+    organisation = await evidence.find_organisation(clocked.db, "acme")
+    events = [e for e in await audit.events(clocked.db, organisation.id) if e.action == "report"]
+    assert [(e.actor, e.target, e.detail["formats"]) for e in events] == [
+        (f"cli:{getpass.getuser()}", "Acme A/S", "csv"),
+        (f"cli:{getpass.getuser()}", "Ledelse", "pdf"),
+    ]
