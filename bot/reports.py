@@ -83,18 +83,23 @@ def grant_params(scope: Scope, lang: Language) -> dict[str, Any]:
     return params
 
 
-async def scope_of(db: Database, grant: downloads.Grant) -> Scope:
-    """The scope a link was made for; a team of another organisation is never reached."""
+async def scope_for(
+    db: Database, organisation_id: int, team_id: int | None = None, since: date | None = None
+) -> Scope:
+    """A scope by ids; a team of another organisation is never found."""
     async with db.session() as session:
-        organisation = await session.get_one(Organisation, grant.organisation_id)
+        organisation = await session.get_one(Organisation, organisation_id)
         team = None
-        if "team" in grant.params:
-            query = select(Team).filter_by(
-                id=grant.params["team"], organisation_id=grant.organisation_id
-            )
+        if team_id is not None:
+            query = select(Team).filter_by(id=team_id, organisation_id=organisation_id)
             team = (await session.execute(query)).scalar_one()
-    since = date.fromisoformat(grant.params["since"]) if "since" in grant.params else None
     return Scope(organisation, team, since)
+
+
+async def scope_of(db: Database, grant: downloads.Grant) -> Scope:
+    """The scope a download link was made for."""
+    since = date.fromisoformat(grant.params["since"]) if "since" in grant.params else None
+    return await scope_for(db, grant.organisation_id, grant.params.get("team"), since)
 
 
 def _producer(fmt: str) -> downloads.Producer:

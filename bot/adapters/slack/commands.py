@@ -13,7 +13,8 @@ CHANNEL = re.compile(r"^<#(C[A-Z0-9]+|G[A-Z0-9]+)(?:\|([^>]*))?>$")
 USERGROUP = re.compile(r"^<!subteam\^(S[A-Z0-9]+)(?:\|@?([^>]*))?>$")
 USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|([^>]*))?>$")
 OPTION = re.compile(r"^([a-z]+)=(.*)$")
-ADMIN_ONLY = frozenset({"enroll", "enrol", "unenroll", "unenrol", "manager", "remind"})
+ADMIN_ONLY = frozenset({"enroll", "enrol", "unenroll", "unenrol", "manager", "remind", "report"})
+REPORT_FORMATS = ("csv", "pdf")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Command:
     targets: list[Target] = field(default_factory=list)
     request: EnrolRequest = field(default_factory=EnrolRequest)
     keep: bool | None = None  # None: leave a channel's kept-open setting as it is
+    formats: tuple[str, ...] = REPORT_FORMATS  # report: which files of the evidence pack
 
 
 def parse(text: str, today: date) -> Command:
@@ -38,6 +40,8 @@ def parse(text: str, today: date) -> Command:
     name = {"enrol": "enroll", "unenrol": "unenroll"}.get(name, name)
     if name in ("help", "status", "remind"):
         return Command(name)
+    if name == "report":
+        return _report(words[1:])
     if name not in ("enroll", "unenroll", "manager"):
         raise UsageError("admin.unknown_command", command=words[0] if words else "")
     usage = f"admin.usage_{name}"
@@ -52,6 +56,16 @@ def parse(text: str, today: date) -> Command:
     if name == "manager" and (targets[0].kind != "user" or len(targets) < 2):
         raise UsageError(usage)
     return command
+
+
+def _report(words: list[str]) -> Command:
+    """`report [csv|pdf] [#channel]`: both files for the whole organisation unless narrowed."""
+    formats = tuple(word.casefold() for word in words if word.casefold() in REPORT_FORMATS)
+    others = [word for word in words if word.casefold() not in REPORT_FORMATS]
+    targets = [_target(word) for word in others]
+    if any(target is None or target.kind != "channel" for target in targets) or len(targets) > 1:
+        raise UsageError("report.usage")
+    return Command("report", targets, formats=formats or REPORT_FORMATS)
 
 
 def _split(words: list[str], usage: str) -> tuple[list[Target], dict[str, str]]:
