@@ -24,7 +24,7 @@ from bot.store.models import Organisation, Team
 logger = logging.getLogger(__name__)
 
 FORMATS = ("csv", "pdf")
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+CONTENT_TYPES = {"csv": "text/csv", "pdf": "application/pdf"}
 
 
 def filename(scope: Scope, fmt: str, now: datetime) -> str:

@@ -36,6 +36,7 @@ from botbuilder.schema import (
 )
 from sqlalchemy import select
 
+from bot import downloads, reports
 from bot.adapters.options import UsageError, enrol_options
 from bot.adapters.replies import counts_line, enrol_summary, progress_text
 from bot.adapters.teams import cards
@@ -57,7 +58,7 @@ UNREACHABLE = frozenset(
 )
 MAX_TRIES = 5
 PAGE_SIZE = 500
-ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind", "manager"})
+ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind", "manager", "report"})
 
 
 @dataclass(frozen=True)
@@ -385,12 +386,78 @@ class CoachBot(ActivityHandler):
                 reply = await self._manager(context, organisation_id, lang)
             elif verb == "status":
                 reply = await self._status(context, organisation_id, found, lang)
+            elif verb == "report":
+                reply = await self._report(context, organisation_id, words[1:], lang)
             else:
                 reply = lang.s("admin.help")
         except UsageError as error:
             reply = lang.s(error.key, **error.values)
             reply += f"\n{lang.s(error.usage)}" if error.usage else ""
         await self.teams.send(context, [Text(reply)], lang)
+
+    async def _report(
+        self, context: TurnContext, organisation_id: int, words: list[str], lang: Language
+    ) -> str:
+        """Signed links to the evidence pack, in the admin's personal chat (a bot cannot attach
+        files in Teams). In a team channel the pack covers that team; in personal chat, all.
+        """
+        formats = [word.casefold() for word in words] or list(reports.FORMATS)
+        if any(fmt not in reports.FORMATS for fmt in formats):
+            raise UsageError("report.usage_teams")
+        key = downloads.secret(self.teams.settings)
+        if key is None:
+            return lang.s("report.links_unavailable")
+        scope = await self._report_scope(organisation_id, _team_id(context.activity))
+        user = context.activity.from_property
+        person = await self.coach.person(organisation_id, _user_id(context.activity), user.name)
+        now = self.coach.clock()
+        links = downloads.Links(key, downloads.public_url(self.teams.settings))
+        params = reports.grant_params(scope, lang)
+        lines = [lang.s("report.links", org=scope.organisation.name)]
+        for fmt in dict.fromkeys(formats):
+            grant = downloads.Grant(
+                f"report-{fmt}", organisation_id, person.id, now + downloads.VALID_FOR, params
+            )
+            lines.append(f"[{reports.filename(scope, fmt, now)}]({links.make(grant)})")
+        await reports.record(self.coach.db, now, scope, _user_id(context.activity), formats)
+        if _is_personal(context.activity):
+            return "\n\n".join(lines)
+        await self._to_personal_chat(context, person.id, "\n\n".join(lines), lang)
+        return lang.s("report.sent_to_dm")
+
+    async def _report_scope(self, organisation_id: int, team_id: str | None) -> Any:
+        if team_id is None:
+            return await reports.scope_for(self.coach.db, organisation_id)
+        team = await self.teams.programme.find_team(organisation_id, team_id)
+        if team is None:
+            raise UsageError("report.team_unknown", team=team_id)
+        return await reports.scope_for(self.coach.db, organisation_id, team.id)
+
+    async def _to_personal_chat(
+        self, context: TurnContext, person_id: int, text: str, lang: Language
+    ) -> None:
+        """A message in someone's 1:1 chat with the bot, opening that chat if there is none."""
+        if await self.teams.reference_for(person_id) is not None:
+            await self.teams.send_to(person_id, [Text(text)], lang)
+            return
+        tenant_id = _tenant(context.activity)
+        user = context.activity.from_property
+        parameters = ConversationParameters(
+            is_group=False,
+            bot=context.activity.recipient,
+            tenant_id=tenant_id,
+            members=[ChannelAccount(id=user.id, name=user.name)],
+            channel_data={"tenant": {"id": tenant_id}},
+        )
+
+        async def deliver(chat: TurnContext) -> None:
+            await self.teams.send(chat, [Text(text)], lang)
+
+        await with_retries(
+            lambda: self.teams.cloud.create_conversation(
+                self.teams.app_id, deliver, parameters, "msteams", context.activity.service_url
+            )
+        )
 
     async def _is_admin(self, context: TurnContext) -> bool:
         """The owners of this team and the configured admin ids."""
