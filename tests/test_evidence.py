@@ -272,3 +272,99 @@ async def test_cli_report_writes_files_audits_and_refuses_bad_input(
         (f"cli:{getpass.getuser()}", "Acme A/S", "csv"),
         (f"cli:{getpass.getuser()}", "Ledelse", "pdf"),
     ]
+
+
+async def test_a_large_export_streams_with_a_constant_number_of_queries(
+    clocked: Coach, course: Course
+) -> None:
+    from sqlalchemy import Select, event, insert, select
+
+    from bot.store.models import Enrolment, Person
+
+    organisation = await clocked.organisation("test", "big", "Big Corp")
+    scope = evidence.Scope(organisation)
+    statements: list[str] = []
+
+    def counted(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    async def export() -> tuple[int, list[int]]:
+        seen: list[int] = []
+        statements.clear()
+        event.listen(clocked.db.engine.sync_engine, "before_cursor_execute", counted)
+        try:
+            out = io.BytesIO()
+            lang = course.language("en")
+            written = await evidence.write_csv(
+                out, clocked.db, course, scope, lang, clocked.clock(), seen.append
+            )
+        finally:
+            event.remove(clocked.db.engine.sync_engine, "before_cursor_execute", counted)
+        assert out.getvalue().decode("utf-8-sig").count("\r\n") == written + 1
+        return len(statements), seen
+
+    async def add_people(start: int, count: int) -> None:
+        async with clocked.db.session() as session:
+            people = [
+                {"organisation_id": organisation.id, "platform_user_id": f"U{n}", "name": f"P{n}"}
+                for n in range(start, start + count)
+            ]
+            await session.execute(insert(Person), people)
+        async with clocked.db.session() as session:
+            ids = (await session.execute(select_ids(organisation.id))).scalars().all()
+            enrolments = [
+                {
+                    "organisation_id": organisation.id,
+                    "person_id": person_id,
+                    "track": "core",
+                    "language": "en",
+                    "content_version": course.version,
+                    "content_hash": course.content_hash,
+                    "enrolled_at": START,
+                }
+                for person_id in ids
+            ]
+            await session.execute(insert(Enrolment), enrolments)
+
+    def select_ids(organisation_id: int) -> Select:
+        enrolled = select(Enrolment.person_id)
+        return select(Person.id).where(
+            Person.organisation_id == organisation_id, Person.id.not_in(enrolled)
+        )
+
+    await add_people(0, 5)
+    small_queries, small_progress = await export()
+    await add_people(5, 2495)
+    large_queries, large_progress = await export()
+    assert small_progress == [5]
+    assert large_progress == [1000, 2000, 2500]
+    assert large_queries == small_queries
+
+
+async def test_the_installed_command_exits_2_with_a_specific_message(tmp_path) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'coach.db'}", "ORG_FILE": str(tmp_path / "o")}
+
+    async def run(*argv: str) -> subprocess.CompletedProcess:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", "report", *argv],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    bad_date = await run("--since", "2026-02-30")
+    assert bad_date.returncode == 2
+    assert "“2026-02-30” isn't a date; write it as YYYY-MM-DD" in bad_date.stderr
+    nothing = await run("--lang", "da")
+    assert nothing.returncode == 2
+    assert "Ingen organisation har brugt coachen endnu" in nothing.stderr
+    assert not list(tmp_path.glob("*.csv"))
