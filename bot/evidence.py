@@ -48,6 +48,7 @@ COLUMNS = (
     "name",
     "teams",
     "track",
+    "status",
     "enrolled",
     "deadline",
     "lessons_done",
@@ -94,6 +95,7 @@ class Row:
     erased: bool
     teams: tuple[str, ...]
     track: str
+    status: str  # active, paused, completed, unenrolled, or inactive (left the workspace)
     enrolled: datetime
     deadline: date | None
     lessons_done: int
@@ -111,6 +113,11 @@ class Row:
     reflections: bool
     policy: datetime | None
     procedure: datetime | None
+
+    @property
+    def counted(self) -> bool:
+        """Counted in the summary: still taking part, as in the admins' status figures."""
+        return self.status not in ("unenrolled", "inactive")
 
     def overdue(self, today: date) -> bool:
         return self.completed is None and self.deadline is not None and self.deadline < today
@@ -144,6 +151,8 @@ class Summary:
     by_track: dict[str, Tally] = field(default_factory=dict)
 
     def add(self, row: Row, today: date, no_team: str) -> None:
+        if not row.counted:
+            return
         groups = [self.total, self.by_track.setdefault(row.track, Tally())]
         groups += [self.by_team.setdefault(team, Tally()) for team in row.teams or (no_team,)]
         for tally in groups:
@@ -204,8 +213,11 @@ def since_moment(scope: Scope) -> datetime | None:
     return datetime.combine(scope.since, time(), UTC) if scope.since else None
 
 
-def _enrolments(scope: Scope) -> Select:
-    """The newest enrolment of each person in scope: (enrolment id, person id)."""
+def _enrolments(scope: Scope, taking_part: bool = False) -> Select:
+    """The newest enrolment of each person in scope: (enrolment id, person id).
+
+    With `taking_part`, only people still on the course (not unenrolled, not gone).
+    """
     organisation_id = scope.organisation.id
     newest = (
         select(Enrolment.person_id, func.max(Enrolment.cycle).label("cycle"))
@@ -223,6 +235,9 @@ def _enrolments(scope: Scope) -> Select:
     since = since_moment(scope)
     if since is not None:
         query = query.where(or_(Enrolment.enrolled_at >= since, Enrolment.completed_at >= since))
+    if taking_part:
+        active = select(Person.id).where(Person.active.is_(True))
+        query = query.where(Enrolment.status != "unenrolled", Enrolment.person_id.in_(active))
     return query
 
 
@@ -300,6 +315,7 @@ def _rows_query(course: Course, scope: Scope, now: datetime) -> Select:
             Person.erased_at,
             teams.c.names,
             Enrolment.track,
+            case((Person.active.is_(False), literal("inactive")), else_=Enrolment.status),
             Enrolment.enrolled_at,
             Enrolment.deadline,
             func.coalesce(lessons.c.value, 0),
@@ -366,9 +382,9 @@ async def rows(
 
 
 def _row(values: Any, plan_sizes: dict[str, int], draw: int, pass_mark: float) -> Row:
-    (name, erased_at, teams, track, enrolled, deadline, done, completed, score, best) = values[:10]
-    (mark, code, issued, expires, status, version, content_hash) = values[10:17]
-    (reminders, reflections, policy, procedure) = values[17:]
+    (name, erased_at, teams, track, taking_part, enrolled, deadline, done) = values[:8]
+    (completed, score, best, mark, code, issued, expires, status) = values[8:16]
+    (version, content_hash, reminders, reflections, policy, procedure) = values[16:]
     if score is None and best is not None:
         score = best / draw
     return Row(
@@ -376,6 +392,7 @@ def _row(values: Any, plan_sizes: dict[str, int], draw: int, pass_mark: float) -
         erased=erased_at is not None,
         teams=tuple(sorted(teams.split(TEAM_SEPARATOR))) if teams else (),
         track=track,
+        status=taking_part,
         enrolled=_utc(enrolled),
         deadline=deadline,
         lessons_done=done,
@@ -425,7 +442,7 @@ def coverage_lessons(course: Course, lang: Language) -> list[Coverage]:
 async def coverage(db: Database, course: Course, scope: Scope, lang: Language) -> list[Coverage]:
     """Per provision: people whose track includes its lessons, and how many finished them all."""
     result = coverage_lessons(course, lang)
-    in_scope = _enrolments(scope).subquery()
+    in_scope = _enrolments(scope, taking_part=True).subquery()
     done_columns = []
     for item in result:
         ids = [lesson_id for lesson_id, _ in item.lessons]
@@ -480,6 +497,7 @@ def csv_values(row: Row, lang: Language) -> list[str]:
         lang.s("report.erased") if row.erased else row.name or "",
         ", ".join(row.teams),
         lang.s(f"track.{row.track}"),
+        lang.s(f"report.enrolment.{row.status}"),
         _day(row.enrolled),
         row.deadline.isoformat() if row.deadline else "",
         str(row.lessons_done),

@@ -1,8 +1,9 @@
 """A known organisation of learners for the evidence pack tests, built through the coach.
 
 Acme A/S on a controllable clock: two who completed (core, management), one revoked,
-one in progress, one overdue, a manager still on the way, and one who completed after
-the security policy and incident procedure were linked, so only she acknowledged them.
+one in progress, one overdue, one unenrolled, a manager still on the way, and one who
+completed after the security policy and incident procedure were linked, so only she
+acknowledged them.
 Everyone who reached a reflection wrote SECRET, which no report may show.
 """
 
@@ -107,7 +108,8 @@ async def build(coach: Coach, course: Course) -> Acme:
 
     await enrol("Økonomi", "core", ["Søren Ærø", "Ida Igang", "Rikke Revoked"])
     await enrol("Ledelse", "management", ["Birgitte Bestyrelse", "Mads Mangler"])
-    await enrol("Lager", "core", ["Otto Overskredet"], date(2026, 3, 10))
+    await enrol("Lager", "core", ["Otto Overskredet", "Ulla Udmeldt"], date(2026, 3, 10))
+    await programme.unenrol(organisation.id, ["U-Ulla"])
     await audit.record(coach.db, clock(), organisation.id, "UADMIN", "enrol", "#Økonomi", count=3)
     await _outsider(coach, other.id)
 

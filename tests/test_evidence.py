@@ -42,6 +42,7 @@ def expected_row(course: Course, acme: Acme, name: str, team: str, track: str, *
         "name": name,
         "teams": team,
         "track": track,
+        "status": "completed" if completed else "active",
         "enrolled": "2026-03-02",
         "deadline": "2026-03-31",
         "lessons_done": str(len(course.language("en").plan(track))),
@@ -101,6 +102,17 @@ async def test_csv_rows_are_exactly_the_known_learners(clocked: Coach, course: C
             course, acme, "Rikke Revoked", "Økonomi", "core", certificate_status="revoked"
         ),
         expected_row(course, acme, "Søren Ærø", "Økonomi", "core"),
+        expected_row(
+            course,
+            acme,
+            "Ulla Udmeldt",
+            "Lager",
+            "core",
+            status="unenrolled",
+            lessons_done="0",
+            deadline="2026-03-10",
+            reflections="no",
+        ),
     ]
     assert SECRET not in text and "Gus Globex" not in text
 
@@ -114,7 +126,10 @@ async def test_csv_filters_language_and_chunks(clocked: Coach, course: Course) -
     rows = list(csv.reader(io.StringIO(danish), delimiter=";"))
     assert rows[0][:3] == ["Navn", "Team", "Forløb"]
     assert [row[0] for row in rows[1:]] == ["Birgitte Bestyrelse", "Mads Mangler"]
-    assert rows[1][2] == "ledelse" and rows[1][13] == "gyldigt" and rows[1][17] == "ja"
+    column = {name: index for index, name in enumerate(evidence.COLUMNS)}
+    assert rows[1][column["track"]] == "ledelse" and rows[1][column["status"]] == "gennemført"
+    assert rows[1][column["certificate_status"]] == "gyldigt"
+    assert rows[1][column["reflections"]] == "ja"
 
     since = evidence.Scope(organisation, since=date(2026, 3, 9))
     names = [row[0] for row in csv.reader(io.StringIO(await csv_text(clocked, since, "en")))]
@@ -126,8 +141,8 @@ async def test_csv_filters_language_and_chunks(clocked: Coach, course: Course) -
             clocked.db, course, evidence.Scope(organisation), clocked.clock(), chunk=3
         )
     ]
-    assert chunks == [3, 3, 1]
-    assert await evidence.count_people(clocked.db, evidence.Scope(organisation)) == 7
+    assert chunks == [3, 3, 2]
+    assert await evidence.count_people(clocked.db, evidence.Scope(organisation)) == 8
 
 
 async def test_pdf_shows_summary_management_coverage_acknowledgements_and_audit(
@@ -255,9 +270,9 @@ async def test_cli_report_writes_files_audits_and_refuses_bad_input(
 
     output = tmp_path / "evidence.csv"
     assert await run_cli(settings, "--org", "Acme A/S", "--output", str(output)) == cli.EXIT_OK
-    assert f"Evidence pack written to {output} (7 people)." in capsys.readouterr().out
+    assert f"Evidence pack written to {output} (8 people)." in capsys.readouterr().out
     rows = list(csv.reader(io.StringIO(output.read_text("utf-8-sig"))))
-    assert len(rows) == 8 and rows[7][0] == "Søren Ærø"
+    assert len(rows) == 9 and rows[7][0] == "Søren Ærø" and rows[8][0] == "Ulla Udmeldt"
 
     pdf = tmp_path / "ledelse.pdf"
     argv = ["--org", "acme", "--team", "Ledelse", "--format", "pdf", "--lang", "da"]
