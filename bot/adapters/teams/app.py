@@ -401,7 +401,7 @@ class CoachBot(ActivityHandler):
         """Signed links to the evidence pack, in the admin's personal chat (a bot cannot attach
         files in Teams). In a team channel the pack covers that team; in personal chat, all.
         """
-        formats = [word.casefold() for word in words] or list(reports.FORMATS)
+        formats = list(dict.fromkeys(word.casefold() for word in words)) or list(reports.FORMATS)
         if any(fmt not in reports.FORMATS for fmt in formats):
             raise UsageError("report.usage_teams")
         key = downloads.secret(self.teams.settings)
@@ -409,17 +409,18 @@ class CoachBot(ActivityHandler):
             return lang.s("report.links_unavailable")
         scope = await self._report_scope(organisation_id, _team_id(context.activity))
         user = context.activity.from_property
-        person = await self.coach.person(organisation_id, _user_id(context.activity), user.name)
+        user_id = _user_id(context.activity)
+        person = await self.coach.person(organisation_id, user_id, user.name or user_id)
         now = self.coach.clock()
         links = downloads.Links(key, downloads.public_url(self.teams.settings))
         params = reports.grant_params(scope, lang)
         lines = [lang.s("report.links", org=scope.organisation.name)]
-        for fmt in dict.fromkeys(formats):
+        for fmt in formats:
             grant = downloads.Grant(
                 f"report-{fmt}", organisation_id, person.id, now + downloads.VALID_FOR, params
             )
             lines.append(f"[{reports.filename(scope, fmt, now)}]({links.make(grant)})")
-        await reports.record(self.coach.db, now, scope, _user_id(context.activity), formats)
+        await reports.record(self.coach.db, now, scope, user_id, formats)
         if _is_personal(context.activity):
             return "\n\n".join(lines)
         await self._to_personal_chat(context, person.id, "\n\n".join(lines), lang)
