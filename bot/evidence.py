@@ -271,44 +271,9 @@ def _rows_query(course: Course, scope: Scope, now: datetime) -> Select:
         func.max(QuizAttempt.correct),
         QuizAttempt.finished_at.is_not(None),
     )
-    policy_ids, procedure_ids = acknowledgement_items(course.language(None))
-    acks = (
-        select(
-            ChecklistConfirmation.enrolment_id,
-            func.min(_when(ChecklistConfirmation.item_id.in_(policy_ids))).label("policy"),
-            func.min(_when(ChecklistConfirmation.item_id.in_(procedure_ids))).label("procedure"),
-        )
-        .where(ChecklistConfirmation.enrolment_id.in_(select(in_scope.c.id)))
-        .group_by(ChecklistConfirmation.enrolment_id)
-        .subquery()
-    )
-    reminders = (
-        select(PlannedSend.person_id, func.count().label("value"))
-        .where(
-            PlannedSend.organisation_id == organisation_id,
-            PlannedSend.kind == "daily",
-            PlannedSend.status == "sent",
-            PlannedSend.sent_what == "reminder",
-        )
-        .group_by(PlannedSend.person_id)
-        .subquery()
-    )
-    teams = (
-        select(
-            TeamMember.person_id,
-            func.aggregate_strings(Team.name, TEAM_SEPARATOR).label("names"),
-        )
-        .join(Team, Team.id == TeamMember.team_id)
-        .where(Team.organisation_id == organisation_id)
-        .group_by(TeamMember.person_id)
-        .subquery()
-    )
-    status = case(
-        (Certificate.id.is_(None), literal(None)),
-        (Certificate.revoked_at.is_not(None), literal("revoked")),
-        (Certificate.expires_at <= now, literal("expired")),
-        else_=literal("valid"),
-    )
+    acks = _acknowledgements(course, in_scope)
+    reminders = _reminders(organisation_id)
+    teams = _team_names(organisation_id)
     return (
         select(
             Person.name,
@@ -326,7 +291,7 @@ def _rows_query(course: Course, scope: Scope, now: datetime) -> Select:
             Certificate.code,
             Certificate.issued_at,
             Certificate.expires_at,
-            status,
+            _certificate_status(now),
             func.coalesce(Certificate.course_version, Enrolment.content_version),
             func.coalesce(Certificate.content_hash, Enrolment.content_hash),
             func.coalesce(reminders.c.value, 0),
@@ -345,6 +310,59 @@ def _rows_query(course: Course, scope: Scope, now: datetime) -> Select:
         .outerjoin(reminders, reminders.c.person_id == Person.id)
         .outerjoin(Certificate, Certificate.enrolment_id == Enrolment.id)
         .order_by(Person.name, Person.id)
+    )
+
+
+def _acknowledgements(course: Course, in_scope: Any) -> Any:
+    """Per enrolment: when the security policy and the incident procedure were acknowledged."""
+    policy_ids, procedure_ids = acknowledgement_items(course.language(None))
+    return (
+        select(
+            ChecklistConfirmation.enrolment_id,
+            func.min(_when(ChecklistConfirmation.item_id.in_(policy_ids))).label("policy"),
+            func.min(_when(ChecklistConfirmation.item_id.in_(procedure_ids))).label("procedure"),
+        )
+        .where(ChecklistConfirmation.enrolment_id.in_(select(in_scope.c.id)))
+        .group_by(ChecklistConfirmation.enrolment_id)
+        .subquery()
+    )
+
+
+def _reminders(organisation_id: int) -> Any:
+    """Per person: reminders the worker sent (a daily send that turned out to be a reminder)."""
+    return (
+        select(PlannedSend.person_id, func.count().label("value"))
+        .where(
+            PlannedSend.organisation_id == organisation_id,
+            PlannedSend.kind == "daily",
+            PlannedSend.status == "sent",
+            PlannedSend.sent_what == "reminder",
+        )
+        .group_by(PlannedSend.person_id)
+        .subquery()
+    )
+
+
+def _team_names(organisation_id: int) -> Any:
+    """Per person: the names of their teams, joined by TEAM_SEPARATOR."""
+    return (
+        select(
+            TeamMember.person_id,
+            func.aggregate_strings(Team.name, TEAM_SEPARATOR).label("names"),
+        )
+        .join(Team, Team.id == TeamMember.team_id)
+        .where(Team.organisation_id == organisation_id)
+        .group_by(TeamMember.person_id)
+        .subquery()
+    )
+
+
+def _certificate_status(now: datetime) -> Any:
+    return case(
+        (Certificate.id.is_(None), literal(None)),
+        (Certificate.revoked_at.is_not(None), literal("revoked")),
+        (Certificate.expires_at <= now, literal("expired")),
+        else_=literal("valid"),
     )
 
 
