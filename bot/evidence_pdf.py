@@ -41,6 +41,7 @@ from bot.store.models import AuditEvent
 
 ACCENT = colors.HexColor("#1f4e79")
 STRIPE = colors.HexColor("#eef3f8")
+CHART_MAX_HEIGHT = 150 * mm
 TABLE_CHUNK = 400  # rows per table: long tables split into several lay out much faster
 
 
@@ -136,13 +137,24 @@ def _p(text: str, style: str = "body") -> Paragraph:
     return Paragraph(markup, _styles()[style])
 
 
-def _table(header: Sequence[str], rows: list[list[str]], widths: Sequence[float]) -> Table:
-    data = [[_p(text, "head") for text in header]]
-    data += [[_p(text, "cell") for text in row] for row in rows]
+def _table(
+    header: Sequence[str],
+    rows: list[list[str]],
+    widths: Sequence[float],
+    wrapped: frozenset[int] | None = None,
+) -> Table:
+    """A striped table. Columns in `wrapped` (all by default) wrap as paragraphs; the others
+    are plain strings, which reportlab lays out many times faster (dates, counts, codes).
+    """
+    columns = range(len(header))
+    wrap = frozenset(columns) if wrapped is None else wrapped
+    data: list[list[Any]] = [[_p(text, "head") for text in header]]
+    data += [[_p(t, "cell") if i in wrap else t for i, t in enumerate(row)] for row in rows]
     table = Table(data, colWidths=list(widths), repeatRows=1)
     style = [
         ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("FONT", (0, 1), (-1, -1), _fonts()[0], 6.5),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("LEFTPADDING", (0, 0), (-1, -1), 2),
         ("RIGHTPADDING", (0, 0), (-1, -1), 2),
@@ -153,12 +165,17 @@ def _table(header: Sequence[str], rows: list[list[str]], widths: Sequence[float]
     return table
 
 
-def _tables(header: Sequence[str], rows: list[list[str]], widths: Sequence[float]) -> list[Any]:
+def _tables(
+    header: Sequence[str],
+    rows: list[list[str]],
+    widths: Sequence[float],
+    wrapped: frozenset[int] | None = None,
+) -> list[Any]:
     """Long tables as several, each with the header: reportlab lays small tables out faster."""
     if not rows:
-        return [_table(header, [], widths)]
+        return [_table(header, [], widths, wrapped)]
     return [
-        _table(header, rows[start : start + TABLE_CHUNK], widths)
+        _table(header, rows[start : start + TABLE_CHUNK], widths, wrapped)
         for start in range(0, len(rows), TABLE_CHUNK)
     ]
 
@@ -244,15 +261,15 @@ def _front(pack: Pack) -> list[Any]:
     lines += [_p(version, "small"), _p(lang.s("report.summary_heading"), "h1"), _p(figures)]
     teams = sorted(pack.summary.by_team.items())
     tracks = [(lang.s(f"track.{track}"), tally) for track, tally in pack.summary.by_track.items()]
-    lines.append(_summary_tables(lang, teams, sorted(tracks)))
-    lines.append(Spacer(1, 4 * mm))
     lines.append(_chart(lang, teams, sorted(tracks)))
+    lines += _summary_tables(lang, teams, sorted(tracks))
     return lines
 
 
 def _summary_tables(
     lang: Language, teams: list[tuple[str, Tally]], tracks: list[tuple[str, Tally]]
-) -> Table:
+) -> list[Any]:
+    """By track, then by team: plain tables, so a long list of teams flows onto the next page."""
     header = [
         lang.s("report.group"),
         lang.s("report.enrolled"),
@@ -260,7 +277,7 @@ def _summary_tables(
         lang.s("report.percent"),
         lang.s("report.overdue"),
     ]
-    widths = [48 * mm, 18 * mm, 20 * mm, 16 * mm, 20 * mm]
+    widths = [70 * mm, 22 * mm, 22 * mm, 18 * mm, 22 * mm]
 
     def rows(groups: list[tuple[str, Tally]]) -> list[list[str]]:
         return [
@@ -268,11 +285,12 @@ def _summary_tables(
             for name, t in groups
         ]
 
-    by_team = [_p(lang.s("report.by_team"), "h2"), _table(header, rows(teams), widths)]
-    by_track = [_p(lang.s("report.by_track"), "h2"), _table(header, rows(tracks), widths)]
-    side_by_side = Table([[by_team, by_track]], colWidths=[130 * mm, 130 * mm])
-    side_by_side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    return side_by_side
+    return [
+        _p(lang.s("report.by_track"), "h2"),
+        _table(header, rows(tracks), widths),
+        _p(lang.s("report.by_team"), "h2"),
+        *_tables(header, rows(teams), widths),
+    ]
 
 
 def _chart(
@@ -300,7 +318,8 @@ def _chart(
     figure.savefig(image, format="png")
     image.seek(0)
     width = 240 * mm
-    return Image(image, width=width, height=width * height / 9)
+    scale = min(1.0, CHART_MAX_HEIGHT / (width * height / 9))  # many teams: smaller, never cut
+    return Image(image, width=width * scale, height=width * height / 9 * scale)
 
 
 def _management(pack: Pack) -> list[Any]:
@@ -405,7 +424,7 @@ def _people(pack: Pack) -> list[Any]:
     return [
         _p(lang.s("report.people_heading"), "h1"),
         _p(lang.s("report.reflections_note"), "small"),
-        *_tables(header, rows, [width * mm for width in widths]),
+        *_tables(header, rows, [width * mm for width in widths], frozenset({0, 1})),
     ]
 
 

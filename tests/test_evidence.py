@@ -383,3 +383,28 @@ async def test_the_installed_command_exits_2_with_a_specific_message(tmp_path) -
     assert nothing.returncode == 2
     assert "Ingen organisation har brugt coachen endnu" in nothing.stderr
     assert not list(tmp_path.glob("*.csv"))
+
+
+def test_a_pdf_with_many_teams_still_lays_out(course: Course) -> None:
+    from bot.evidence import Summary, Tally
+    from bot.store.models import Organisation
+
+    summary = Summary(total=Tally(600, 300, 30))
+    summary.by_track = {"core": Tally(600, 300, 30)}
+    summary.by_team = {f"Team {n:03}": Tally(10, n % 11, 1) for n in range(60)}
+    lang = course.language("en")
+    pack = evidence_pdf.Pack(
+        evidence.Scope(Organisation(external_id="big", name="Big")),
+        lang,
+        course,
+        datetime.fromisoformat("2026-03-31T12:00:00+00:00"),
+        12,
+        summary,
+        [],
+        evidence.coverage_lessons(course, lang),
+        [],
+    )
+    text = "\n".join(
+        page.extract_text() for page in PdfReader(io.BytesIO(evidence_pdf.render(pack))).pages
+    )
+    assert "Team 000" in text and "Team 059" in text
