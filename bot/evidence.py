@@ -136,6 +136,7 @@ class Tally:
     enrolled: int = 0
     completed: int = 0
     overdue: int = 0
+    in_progress: int = 0  # started, not yet completed
 
     @property
     def percent(self) -> int:
@@ -159,6 +160,7 @@ class Summary:
             tally.enrolled += 1
             tally.completed += row.completed is not None
             tally.overdue += row.overdue(today)
+            tally.in_progress += row.completed is None and row.lessons_done > 0
 
 
 # -- choosing what to report on ---------------------------------------------------------------

@@ -249,13 +249,12 @@ def _front(pack: Pack) -> list[Any]:
         version=course.version,
         hash=course.content_hash,
     )
-    in_progress = total.enrolled - total.completed
     figures = lang.s(
         "report.summary_line",
         enrolled=total.enrolled,
         completed=total.completed,
         percent=total.percent,
-        in_progress=in_progress,
+        in_progress=total.in_progress,
         overdue=total.overdue,
     )
     lines += [_p(version, "small"), _p(lang.s("report.summary_heading"), "h1"), _p(figures)]

@@ -158,7 +158,7 @@ async def test_pdf_shows_summary_management_coverage_acknowledgements_and_audit(
     text = "\n".join(pages)
 
     summary = lang.s(
-        "report.summary_line", enrolled=7, completed=4, percent=57, in_progress=3, overdue=1
+        "report.summary_line", enrolled=7, completed=4, percent=57, in_progress=2, overdue=1
     )
     assert summary in pages[0]
     assert "Økonomi\n4\n3\n75 %\n0" in pages[0] and "Lager\n1\n0\n0 %\n1" in pages[0]
