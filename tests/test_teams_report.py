@@ -66,3 +66,30 @@ async def test_learners_are_refused_everywhere(teams: TeamsHarness) -> None:  # 
     assert "only admins can use “report”" in last_text(teams, chat)
     assert len(teams.fake.sends) == sends + 2
     assert "/downloads/" not in str(teams.fake.sends[sends:])
+
+
+async def test_an_organisation_admin_gets_the_whole_tenant_in_personal_chat(
+    teams: TeamsHarness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.settings import Settings
+    from tests.test_teams import GRACE
+
+    admins = frozenset({GRACE["aadObjectId"]})
+    monkeypatch.setattr(Settings, "aad_admins", property(lambda _settings: admins))
+    assert await teams.post(in_channel(OWNER, teams.fake.url, "enroll")) == 201
+    organisation = await evidence.find_organisation(teams.app.db, TENANT)
+    outsider = await teams.app.coach.person(organisation.id, "aad-nils", "Nils Nobody")
+    await teams.app.coach.enrol(outsider.id)
+
+    chat = teams.chat_with(GRACE)
+    assert await teams.post(personal(GRACE, teams.fake.url, chat, text="report csv")) == 201
+    (csv_url,) = LINK.findall(last_text(teams, chat))
+    status, body, _ = await fetch(teams, local(teams, csv_url))
+    names = sorted(row[0] for row in csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    assert status == 200 and "Nils Nobody" in names and "Ada Lovelace" in names
+
+    assert await teams.post(in_channel(OWNER, teams.fake.url, "report csv")) == 201
+    (team_url,) = LINK.findall(last_text(teams, teams.chat_with(OWNER)))
+    body = (await fetch(teams, local(teams, team_url)))[1].decode("utf-8-sig")
+    assert "Ada Lovelace" in body and "Nils Nobody" not in body
