@@ -1,4 +1,4 @@
-"""The nis2-coach command: content check, chat, db upgrade, certificates, keys, people's data."""
+"""The nis2-coach command: chat, serve, content, db, certificates, keys, report, people's data."""
 
 from __future__ import annotations
 
@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     purge = data_commands.add_parser("purge", help="delete reflection texts past retention")
     purge.add_argument("--days", type=int, help="default: REFLECTION_RETENTION_DAYS")
+
+    report = commands.add_parser("report", help="write the evidence pack (CSV or PDF)")
+    report.add_argument("--org", help="organisation: its external id or name")
+    report.add_argument("--team", help="only this team (its name or external id)")
+    report.add_argument("--format", choices=["csv", "pdf"], default="csv")
+    report.add_argument("--since", metavar="YYYY-MM-DD", help="enrolled or completed from then")
+    report.add_argument("--lang", choices=["da", "en"], help="language of the labels")
+    report.add_argument("--output", type=Path, help="file to write (default: a dated name)")
     return parser
 
 
@@ -123,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "certificate": run_certificate,
         "person": run_erase,
         "data": run_purge,
+        "report": run_report,
     }
     try:
         return asyncio.run(runners[args.command](args, settings))
@@ -412,6 +421,37 @@ async def run_purge(args: argparse.Namespace, settings: Settings) -> int:
         deleted = await privacy.purge_reflections(app.db, days, app.coach.clock())
     print(f"deleted {deleted} reflection texts older than {days} days (the rows stay)")
     return EXIT_OK
+
+
+async def run_report(args: argparse.Namespace, settings: Settings) -> int:
+    """The evidence pack for one organisation, streamed to a file; the request is audited."""
+    from bot import evidence, reports
+
+    async with open_app(settings) as app:
+        lang = app.course.language(args.lang or settings.default_language)
+        now = app.coach.clock()
+        try:
+            scope = await reports.cli_scope(app.db, args.org, args.team, args.since)
+        except evidence.ReportError as error:
+            print(f"nis2-coach: {lang.s(error.key, **error.values)}", file=sys.stderr)
+            return EXIT_USAGE
+        path = args.output or Path(reports.filename(scope, args.format, now))
+        total = await evidence.count_people(app.db, scope)
+        progress = reports.progress_printer(lang, total, sys.stderr)
+        people = await reports.write_file(
+            path, app.db, app.course, settings, scope, args.format, lang, now, progress
+        )
+        actor = f"cli:{_login()}"
+        await reports.record(app.db, now, scope, actor, [args.format], people=people)
+    print(lang.s("report.cli.written", path=path, people=people))
+    return EXIT_OK
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import downloads, privacy
+from bot import reports as _reports  # noqa: F401  (registers the evidence pack downloads)
 from bot.adapters.web import Verification
 from bot.app import App
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import audit, dates, privacy
+from bot import audit, dates, privacy, reports
 from bot import certificate as certificates
 from bot.adapters.digest_commands import VERBS, apply_digest, parse_digest
 from bot.adapters.replies import counts_line, enrol_summary, progress_text
@@ -102,6 +102,8 @@ class SlackAdmin:
             return await self._status(client, team_id, organisation_id, user, lang), None
         if command.name == "my-data":
             return await self.my_data(client, team_id, user, lang), None
+        if command.name == "report":  # audited by reports.record, with the scope it covered
+            return await self._report(command, client, organisation_id, user["id"], lang), None
         result = await self._admin_action(command, client, team_id, organisation_id, lang)
         reply, follow_up, (target, detail) = result
         await audit.record(
@@ -355,6 +357,38 @@ class SlackAdmin:
                     logger.warning("nudge to %s failed: %s", user_id, error.response.get("error"))
 
         return lang.s("admin.reminded", count=len(behind)), nudge_all, len(behind)
+
+    async def _report(
+        self,
+        command: Command,
+        client: AsyncWebClient,
+        organisation_id: int,
+        user_id: str,
+        lang: Language,
+    ) -> str:
+        """The evidence pack's files, uploaded into the admin's DM: never into a shared channel."""
+        team_id = None
+        if command.targets:
+            team = await self.programme.find_team(organisation_id, command.targets[0].id)
+            if team is None:
+                raise UsageError("report.team_unknown", team=_label(command.targets[0]))
+            team_id = team.id
+        app, now = self.adapter.app, self.coach.clock()
+        scope = await reports.scope_for(app.db, organisation_id, team_id)
+        files = [
+            await reports.make(app.db, app.course, app.settings, scope, fmt, lang, now)
+            for fmt in command.formats
+        ]
+        channel = (await client.conversations_open(users=user_id))["channel"]["id"]
+        await client.files_upload_v2(
+            channel=channel,
+            file_uploads=[
+                {"file": f.content, "filename": f.filename, "title": f.filename} for f in files
+            ],
+            initial_comment=lang.s("report.file_comment", org=scope.organisation.name),
+        )
+        await reports.record(app.db, now, scope, user_id, list(command.formats))
+        return lang.s("report.sent_to_dm")
 
     async def _status(
         self,

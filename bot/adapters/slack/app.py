@@ -611,7 +611,7 @@ class SlackAdapter:
         respond: Callable[..., Awaitable[Any]],
     ) -> None:
         words = (command.get("text") or "").split()
-        slow = bool(words) and words[0].casefold() in ("enroll", "enrol", "remind")
+        slow = bool(words) and words[0].casefold() in ("enroll", "enrol", "remind", "report")
         if slow:
             await ack(self.language(None).s("admin.working"))
         else:

@@ -13,8 +13,11 @@ CHANNEL = re.compile(r"^<#(C[A-Z0-9]+|G[A-Z0-9]+)(?:\|([^>]*))?>$")
 USERGROUP = re.compile(r"^<!subteam\^(S[A-Z0-9]+)(?:\|@?([^>]*))?>$")
 USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|([^>]*))?>$")
 OPTION = re.compile(r"^([a-z]+)=(.*)$")
-ADMIN_ONLY = frozenset({"enroll", "enrol", "unenroll", "unenrol", "manager", "remind", "revoke"})
+ADMIN_ONLY = frozenset(
+    {"enroll", "enrol", "unenroll", "unenrol", "manager", "remind", "revoke", "report"}
+)
 MY_DATA = frozenset({"my-data", "mydata", "mine-data"})
+REPORT_FORMATS = ("csv", "pdf")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Command:
     keep: bool | None = None  # None: leave a channel's kept-open setting as it is
     # The words after the command: revoke's code and reason, digest's and ranking's choice.
     words: list[str] = field(default_factory=list)
+    formats: tuple[str, ...] = REPORT_FORMATS  # report: which files of the evidence pack
 
 
 def parse(text: str, today: date) -> Command:
@@ -47,6 +51,8 @@ def parse(text: str, today: date) -> Command:
         return Command(name, words=words[1:])
     if name == "revoke" or name in MY_DATA:
         return _plain(name, words[1:])
+    if name == "report":
+        return _report(words[1:])
     if name not in ("enroll", "unenroll", "manager"):
         raise UsageError("admin.unknown_command", command=words[0] if words else "")
     usage = f"admin.usage_{name}"
@@ -72,6 +78,16 @@ def _plain(name: str, words: list[str]) -> Command:
     if len(words) < 2:
         raise UsageError("admin.usage_revoke")
     return Command(name, words=words)
+
+
+def _report(words: list[str]) -> Command:
+    """`report [csv|pdf] [#channel]`: both files for the whole organisation unless narrowed."""
+    formats = tuple(word.casefold() for word in words if word.casefold() in REPORT_FORMATS)
+    others = [word for word in words if word.casefold() not in REPORT_FORMATS]
+    targets = [_target(word) for word in others]
+    if any(target is None or target.kind != "channel" for target in targets) or len(targets) > 1:
+        raise UsageError("report.usage")
+    return Command("report", targets, formats=formats or REPORT_FORMATS)
 
 
 def _split(words: list[str], usage: str) -> tuple[list[Target], dict[str, str]]:

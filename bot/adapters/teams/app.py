@@ -36,7 +36,7 @@ from botbuilder.schema import (
 )
 from sqlalchemy import select
 
-from bot import audit, dates, downloads
+from bot import audit, dates, downloads, reports
 from bot import certificate as certificates
 from bot.adapters.digest_commands import VERBS as DIGEST_VERBS
 from bot.adapters.digest_commands import apply_digest, parse_digest
@@ -62,7 +62,7 @@ UNREACHABLE = frozenset(
 )
 MAX_TRIES = 5
 PAGE_SIZE = 500
-ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind", "manager", "revoke"})
+ADMIN_COMMANDS = frozenset({"enroll", "unenroll", "remind", "manager", "revoke", "report"})
 MY_DATA_WORDS = frozenset({"my-data", "my data", "mine data", "mine-data"})
 AUDIT_ACTIONS = {"enroll": "enrol", "unenroll": "unenrol"}
 
@@ -392,6 +392,8 @@ class CoachBot(ActivityHandler):
         try:
             if verb in ADMIN_COMMANDS and not await self._is_admin(context):
                 reply = lang.s("admin.not_allowed", command=verb)
+            elif verb == "report":  # audited by reports.record, with the scope it covered
+                reply = await self._report(context, organisation_id, words[1:], lang)
             elif verb in ADMIN_COMMANDS:
                 reply, target, detail = await self._admin_action(
                     context, organisation_id, verb, words[1:], lang
@@ -512,6 +514,71 @@ class CoachBot(ActivityHandler):
             except LookupError:
                 logger.info("no personal chat with person %s for their status", found[0].id)
         return lang.s("privacy.status_in_private")
+
+    async def _report(
+        self, context: TurnContext, organisation_id: int, words: list[str], lang: Language
+    ) -> str:
+        """Signed links to the evidence pack, in the admin's personal chat (a bot cannot attach
+        files in Teams). In a team channel the pack covers that team; in personal chat, all.
+        """
+        formats = list(dict.fromkeys(word.casefold() for word in words)) or list(reports.FORMATS)
+        if any(fmt not in reports.FORMATS for fmt in formats):
+            raise UsageError("report.usage_teams")
+        key = downloads.secret(self.teams.settings)
+        if key is None:
+            return lang.s("report.links_unavailable")
+        scope = await self._report_scope(organisation_id, _team_id(context.activity))
+        user = context.activity.from_property
+        user_id = _user_id(context.activity)
+        person = await self.coach.person(organisation_id, user_id, user.name or user_id)
+        now = self.coach.clock()
+        links = downloads.Links(key, downloads.public_url(self.teams.settings))
+        params = reports.grant_params(scope, lang)
+        lines = [lang.s("report.links", org=scope.organisation.name)]
+        for fmt in formats:
+            grant = downloads.Grant(
+                f"report-{fmt}", organisation_id, person.id, now + downloads.VALID_FOR, params
+            )
+            lines.append(f"[{reports.filename(scope, fmt, now)}]({links.make(grant)})")
+        await reports.record(self.coach.db, now, scope, user_id, formats)
+        if _is_personal(context.activity):
+            return "\n\n".join(lines)
+        await self._to_personal_chat(context, person.id, "\n\n".join(lines), lang)
+        return lang.s("report.sent_to_dm")
+
+    async def _report_scope(self, organisation_id: int, team_id: str | None) -> Any:
+        if team_id is None:
+            return await reports.scope_for(self.coach.db, organisation_id)
+        team = await self.teams.programme.find_team(organisation_id, team_id)
+        if team is None:
+            raise UsageError("report.team_unknown", team=team_id)
+        return await reports.scope_for(self.coach.db, organisation_id, team.id)
+
+    async def _to_personal_chat(
+        self, context: TurnContext, person_id: int, text: str, lang: Language
+    ) -> None:
+        """A message in someone's 1:1 chat with the bot, opening that chat if there is none."""
+        if await self.teams.reference_for(person_id) is not None:
+            await self.teams.send_to(person_id, [Text(text)], lang)
+            return
+        tenant_id = _tenant(context.activity)
+        user = context.activity.from_property
+        parameters = ConversationParameters(
+            is_group=False,
+            bot=context.activity.recipient,
+            tenant_id=tenant_id,
+            members=[ChannelAccount(id=user.id, name=user.name)],
+            channel_data={"tenant": {"id": tenant_id}},
+        )
+
+        async def deliver(chat: TurnContext) -> None:
+            await self.teams.send(chat, [Text(text)], lang)
+
+        await with_retries(
+            lambda: self.teams.cloud.create_conversation(
+                self.teams.app_id, deliver, parameters, "msteams", context.activity.service_url
+            )
+        )
 
     async def _is_admin(self, context: TurnContext) -> bool:
         """The owners of this team and the configured admin ids."""
