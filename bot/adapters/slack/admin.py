@@ -16,7 +16,7 @@ from bot import certificate as certificates
 from bot.adapters.digest_commands import VERBS, apply_digest, parse_digest
 from bot.adapters.replies import counts_line, enrol_summary, progress_text
 from bot.adapters.slack import blocks
-from bot.adapters.slack.commands import ADMIN_ONLY, Command, Target, UsageError, parse
+from bot.adapters.slack.commands import ADMIN_ONLY, Command, Target, UsageError, parse, verb
 from bot.digest import Digests
 from bot.lessons.course import Language, OrgProfile
 from bot.lessons.messages import Actions, Choice
@@ -68,10 +68,12 @@ class SlackAdmin:
         try:
             user = await self.adapter.user(client, user_id)
             lang = self.adapter.language(self.adapter.user_language(user))
-            parsed = parse(command.get("text") or "", self.coach.clock().date())
-            if parsed.name in ADMIN_ONLY and not await self.adapter.is_admin(client, user_id):
-                reply = lang.s("admin.not_allowed", command=parsed.name)
+            text = command.get("text") or ""
+            name = verb(text)
+            if name in ADMIN_ONLY and not await self.adapter.is_admin(client, user_id):
+                reply = lang.s("admin.not_allowed", command=name)
             else:
+                parsed = parse(text, self.coach.clock().date())
                 organisation_id = await self.adapter.organisation_id(team_id, client)
                 reply, follow_up = await self._run(
                     parsed, client, team_id, organisation_id, user, lang

@@ -38,13 +38,19 @@ class Command:
     formats: tuple[str, ...] = REPORT_FORMATS  # report: which files of the evidence pack
 
 
+def verb(text: str) -> str:
+    """The command's name, before its arguments are read (admins are checked first)."""
+    words = text.split()
+    name = words[0].casefold() if words else "help"
+    return {"enrol": "enroll", "unenrol": "unenroll"}.get(name, name)
+
+
 def parse(text: str, today: date) -> Command:
     """Split the text after /nis2 into a Command, or raise UsageError saying what is wrong."""
     words = text.split()
     if [word.casefold() for word in words[:2]] in (["my", "data"], ["mine", "data"]):
         words = ["my-data", *words[2:]]
-    name = words[0].casefold() if words else "help"
-    name = {"enrol": "enroll", "unenrol": "unenroll"}.get(name, name)
+    name = verb(text)
     if name in ("help", "status", "remind"):
         return Command(name)
     if name in ("digest", "ranking"):
