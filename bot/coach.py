@@ -507,6 +507,86 @@ class Coach:
             certificate=certificate,
         )
 
+    # -- many learners at once (the worker's batches) ---------------------------------------
+
+    async def journeys(self, enrolment_ids: list[int]) -> dict[int, Journey]:
+        """Many journeys with one query per table, so a batch costs what one learner does."""
+        async with self.db.session() as session:
+            query = (
+                select(Enrolment, Person, Organisation)
+                .join(Person, Person.id == Enrolment.person_id)
+                .join(Organisation, Organisation.id == Enrolment.organisation_id)
+                .where(Enrolment.id.in_(enrolment_ids))
+            )
+            found = (await session.execute(query)).all()
+            tables = {}
+            for model, order in _JOURNEY_TABLES:
+                rows = select(model).where(model.enrolment_id.in_(enrolment_ids)).order_by(order)
+                tables[model] = (await session.execute(rows)).scalars().all()
+        return {
+            enrolment.id: self._assemble(enrolment, person, org, tables)
+            for enrolment, person, org in found
+        }
+
+    def _assemble(
+        self, enrolment: Enrolment, person: Person, organisation: Organisation, tables: dict
+    ) -> Journey:
+        def mine(model: Any) -> list[Any]:
+            return [row for row in tables[model] if row.enrolment_id == enrolment.id]
+
+        lang = self.course.language(enrolment.language)
+        return Journey(
+            enrolment=enrolment,
+            person=person,
+            organisation=organisation,
+            lang=lang,
+            org=OrgProfile.model_validate(organisation.settings or {}),
+            plan=lang.plan(enrolment.track),
+            deliveries=mine(LessonDelivery),
+            answers={(a.question_id, a.context): a for a in mine(Answer)},
+            reflections={r.lesson_id: r for r in mine(Reflection)},
+            confirmations={c.item_id: c for c in mine(ChecklistConfirmation)},
+            attempts=mine(QuizAttempt),
+            certificate=(mine(Certificate) or [None])[0],
+        )
+
+    async def deliver_next(self, journeys: list[Journey]) -> dict[int, list[Message]]:
+        """Start each journey's next lesson, all in one INSERT, and return what to show.
+
+        Only journeys with no open lesson and a lesson still to come are served; the
+        rest (the checklist and quiz at the end) go through `next` one by one.
+        """
+        now = self.clock()
+        started: dict[int, LessonDelivery] = {}
+        for journey in journeys:
+            lesson = journey.next_lesson()
+            if journey.open_delivery is None and lesson is not None:
+                started[journey.enrolment.id] = LessonDelivery(
+                    enrolment_id=journey.enrolment.id,
+                    lesson_id=lesson.id,
+                    position=len(journey.deliveries) + 1,
+                    recap_question_id=self._recap_for(journey),
+                    content_version=self.course.version,
+                    delivered_at=now,
+                )
+        if started:
+            values = [_columns(delivery) for delivery in started.values()]
+            async with self.db.session() as session:
+                await session.execute(self.db.insert_ignore(LessonDelivery), values)
+        by_id = {journey.enrolment.id: journey for journey in journeys}
+        return {eid: self._showing(by_id[eid], d) for eid, d in started.items()}
+
+    def reopen(self, journey: Journey) -> list[Message]:
+        """The open lesson again, at the item the learner stopped at (for a reminder)."""
+        delivery = journey.open_delivery
+        if delivery is None:
+            return []
+        return self._showing(journey, delivery)
+
+    def _showing(self, journey: Journey, delivery: LessonDelivery) -> list[Message]:
+        lesson = journey.lang.lesson(delivery.lesson_id)
+        return [self._lesson_card(journey, lesson), *self._open_item(journey, delivery)]
+
     # -- what comes next --------------------------------------------------------------------
 
     async def _present(
@@ -976,6 +1056,23 @@ class Coach:
         )
         modules = tuple(self._module_progress(journey).values())
         return ProgressCard(lang.s("progress.heading"), modules, summary)
+
+
+_JOURNEY_TABLES = (
+    (LessonDelivery, LessonDelivery.position),
+    (Answer, Answer.id),
+    (Reflection, Reflection.id),
+    (ChecklistConfirmation, ChecklistConfirmation.id),
+    (QuizAttempt, QuizAttempt.number),
+    (Certificate, Certificate.id),
+)
+
+
+def _columns(delivery: LessonDelivery) -> dict[str, Any]:
+    names = ("enrolment_id", "lesson_id", "position", "recap_question_id", "content_version")
+    return {name: getattr(delivery, name) for name in names} | {
+        "delivered_at": delivery.delivered_at
+    }
 
 
 def _quiz_context(attempt: QuizAttempt) -> str:
