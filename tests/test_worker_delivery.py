@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import event, select
 
 from bot.adapters.slack.messenger import SlackMessenger
-from bot.coach import Coach
 from bot.delivery import CannotTell, Recipient
 from bot.lessons.course import Course, Language
 from bot.lessons.messages import Message, Text
