@@ -519,20 +519,27 @@ class Coach:
                 .where(Enrolment.id.in_(enrolment_ids))
             )
             found = (await session.execute(query)).all()
-            tables = {}
+            tables: dict[Any, dict[int, list[Any]]] = {}
             for model, order in _JOURNEY_TABLES:
                 rows = select(model).where(model.enrolment_id.in_(enrolment_ids)).order_by(order)
-                tables[model] = (await session.execute(rows)).scalars().all()
+                grouped: dict[int, list[Any]] = {}
+                tables[model] = grouped
+                for row in (await session.execute(rows)).scalars():
+                    grouped.setdefault(row.enrolment_id, []).append(row)
         return {
             enrolment.id: self._assemble(enrolment, person, org, tables)
             for enrolment, person, org in found
         }
 
     def _assemble(
-        self, enrolment: Enrolment, person: Person, organisation: Organisation, tables: dict
+        self,
+        enrolment: Enrolment,
+        person: Person,
+        organisation: Organisation,
+        tables: dict[Any, dict[int, list[Any]]],
     ) -> Journey:
         def mine(model: Any) -> list[Any]:
-            return [row for row in tables[model] if row.enrolment_id == enrolment.id]
+            return tables[model].get(enrolment.id, [])
 
         lang = self.course.language(enrolment.language)
         return Journey(

@@ -77,7 +77,7 @@ MAX_ATTEMPTS = 5
 RETRY_LATER = timedelta(minutes=5)
 CHECK_AGAIN = timedelta(seconds=60)
 REPLAN_SECONDS = 900.0  # a group planned today is planned again after this, for newcomers
-SEND_SECONDS = 10  # rows marked "sending" at once: about this many seconds of sending
+SEND_SECONDS = 2  # rows marked "sending" at once: about this many seconds of sending
 EVENT_DAYS = 7
 
 
@@ -447,12 +447,9 @@ class Worker:
             busy = {org for org, sender in senders.items() if sender.full or sender.down}
             claimed = await self.claim(busy)
             if not claimed:
-                working = [s.idle.wait() for s in senders.values() if not s.idle.is_set()]
-                if not working:
+                if all(sender.idle.is_set() for sender in senders.values()):
                     break
-                await asyncio.wait(
-                    [asyncio.ensure_future(w) for w in working], return_when=asyncio.FIRST_COMPLETED
-                )
+                await self._until_room(senders)
                 continue
             outgoing = await self._compose(claimed, tally)
             for item in outgoing:
@@ -464,6 +461,18 @@ class Worker:
         for sender in senders.values():
             await sender.close()
         return tally
+
+    @staticmethod
+    async def _until_room(senders: dict[int, OrgSender]) -> None:
+        """Wait until a full sender has room again, or a busy one has finished."""
+        waits = [s.room.wait() for s in senders.values() if s.full and not s.down]
+        waits += [s.idle.wait() for s in senders.values() if not s.idle.is_set()]
+        tasks = [asyncio.ensure_future(wait) for wait in waits]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _compose(self, claimed: list[Claimed], tally: Tally) -> list[Outgoing]:
         results: list[Result] = []
@@ -569,8 +578,10 @@ class OrgSender:
         self.messenger = messenger
         self.tally = tally
         rate = max(messenger.rate, 0.001)
-        # Steady pacing with no burst: a burst of `rate` on top would break a per-second limit.
-        self.limiter = AsyncLimiter(1, 1 / rate)
+        # A burst of a twentieth of a second at most: a full second's burst on top of the
+        # steady rate would break a per-second limit, no burst at all loses turns to lag.
+        burst = max(1.0, rate / 20)
+        self.limiter = AsyncLimiter(burst, burst / rate)
         self.in_flight = asyncio.Semaphore(max(2, min(32, math.ceil(rate / 4))))
         self.capacity = max(1, int(rate * worker.settings.send_lease_seconds / 3))
         self.chunk = max(1, math.ceil(rate * SEND_SECONDS))
@@ -579,6 +590,8 @@ class OrgSender:
         self.down = False
         self.idle = asyncio.Event()
         self.idle.set()
+        self.room = asyncio.Event()
+        self.room.set()
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -588,6 +601,8 @@ class OrgSender:
     def add(self, item: Outgoing) -> None:
         self.queue.append(item)
         self.idle.clear()
+        if self.full:
+            self.room.clear()
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
 
@@ -599,11 +614,14 @@ class OrgSender:
         try:
             while self.queue:
                 chunk, self.queue = self.queue[: self.chunk], self.queue[self.chunk :]
+                if len(self.queue) < self.capacity // 2:
+                    self.room.set()
                 await self._send_chunk(chunk)
         except Exception:
             logger.exception("sender of organisation %s failed", self.organisation_id)
         finally:
             self.idle.set()
+            self.room.set()
 
     async def _send_chunk(self, chunk: list[Outgoing]) -> None:
         if self.down:

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -55,12 +56,16 @@ class SlackMessenger:
         self.rate = settings.slack_send_rate
         self.installation_store = installation_store
         self.clients: dict[str, AsyncWebClient] = {}
+        self.session: aiohttp.ClientSession | None = None
 
     async def client(self, team_id: str) -> AsyncWebClient:
         """The workspace's client; 429s are not retried inside it but handed to the worker."""
         if team_id not in self.clients:
+            if self.session is None:  # one connection pool, not a new one per call
+                self.session = aiohttp.ClientSession()
             self.clients[team_id] = AsyncWebClient(
                 token=await self._token(team_id),
+                session=self.session,
                 base_url=self.settings.slack_api_url or AsyncWebClient.BASE_URL,
                 retry_handlers=[
                     AsyncConnectionErrorRetryHandler(max_retry_count=2),
@@ -128,10 +133,10 @@ class SlackMessenger:
         return found
 
     async def close(self) -> None:
-        for client in self.clients.values():
-            session = getattr(client, "session", None)
-            if session is not None:
-                await session.close()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        self.clients.clear()
 
 
 def _parts(messages: list[dict[str, Any]], key: str) -> dict[int, str]:
