@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import certificate as certificates
-from bot import dates
+from bot import dates, schedule
 from bot.lessons.course import Course, Language, OrgProfile
 from bot.lessons.messages import (
     Actions,
@@ -291,6 +291,32 @@ class Coach:
                 journey.enrolment.status = "paused"
             resume = Choice("next", "", journey.lang.s("button.next_lesson"))
             return [Actions(journey.lang.s("lesson.paused"), (resume,))]
+
+    async def set_lesson_time(self, enrolment_id: int, text: str) -> list[Message]:
+        """The learner's own local time for the daily lesson ("time 08:00"); a friendly no else."""
+        async with self.db.session() as session:
+            journey = await self._journey(session, enrolment_id)
+            lang, person = journey.lang, journey.person
+            local = schedule.parse_time(text)
+            if local is None:
+                return [Text(lang.s("schedule.time_invalid", text=text.strip()[:40]))]
+            person.lesson_time = local
+            settings = journey.organisation.settings
+            zone = schedule.zone_name(person.timezone, settings, self.settings)
+            logger.info("person %s chose %s for daily lessons", person.id, local)
+            return [Text(lang.s("schedule.time_set", time=local, zone=zone))]
+
+    async def set_timezone(self, person_id: int, zone: str) -> bool:
+        """Store the zone the platform reports for a person (Teams tells it with each message)."""
+        if schedule.zone_of(zone) is None:
+            return False
+        async with self.db.session() as session:
+            statement = (
+                update(Person)
+                .where(Person.id == person_id, Person.timezone.is_distinct_from(zone))
+                .values(timezone=zone)
+            )
+            return (await session.execute(statement)).rowcount == 1
 
     @staticmethod
     def _ensure_taking_part(journey: Journey) -> None:
