@@ -1022,7 +1022,11 @@ class Coach:
     def _certificate_card(self, journey: Journey, certificate: Certificate) -> CertificateCard:
         lang = journey.lang
         expires = dates.format_date(certificate.expires_at, lang.code)
-        text = lang.s("certificate.text", score=round(certificate.score * 100), expires=expires)
+        score = round(certificate.score * 100)
+        text = lang.s("certificate.text", score=score, expires=expires)
+        state = certificates.status(certificate, self.clock())
+        if state != "valid":  # an expired or revoked certificate is never called valid
+            text = lang.s(f"schedule.certificate_{state}", score=score, expires=expires)
         return CertificateCard(
             heading=lang.s("certificate.heading"),
             text=text,
