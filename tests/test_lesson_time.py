@@ -85,3 +85,46 @@ def test_terminal_learner_sets_a_time(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "now arrives at 07:30" in result.stdout
     assert 'couldn\'t read "soon"' in result.stdout
+
+
+async def test_the_worker_sends_teams_lessons_through_the_stored_chat(
+    teams: TeamsHarness,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """Daily lessons reach Teams learners proactively; one who blocked the bot is marked."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from bot.adapters.teams.app import TeamsAdapter
+    from bot.adapters.teams.messenger import TeamsMessenger
+    from bot.coach import Coach
+    from bot.store.models import LessonDelivery, PlannedSend
+    from bot.worker import Worker
+    from tests.fakes.teams_auth import TeamsConfig, authentication_for
+    from tests.test_teams import APP_ID, GRACE, PASSWORD
+
+    assert await teams.post(in_channel(OWNER, teams.fake.url, "enroll")) == 201
+    async with teams.app.db.session() as session:  # everyone finished lesson one
+        done = datetime(2027, 1, 5, 10, tzinfo=UTC)
+        await session.execute(update(LessonDelivery).values(completed_at=done))
+    app = teams.app
+    adapter = TeamsAdapter(app, authentication_for(teams.fake, TeamsConfig(APP_ID, PASSWORD)))
+    coach = Coach(
+        app.course, app.db, app.settings, clock=lambda: datetime(2027, 1, 6, 9, tzinfo=UTC)
+    )
+    grace = teams.chat_with(GRACE)
+    teams.fake.fail(status=403, code="ConversationBlockedByUser", conversation_id=grace)
+    before = len(teams.fake.sends)
+
+    tally = await Worker(coach, {"teams": TeamsMessenger(adapter)}).tick()
+
+    assert tally.sent == 2 and tally.failed == 1
+    ada = teams.chat_with(ADA)
+    cards = [s for s in teams.fake.sends[before:] if ada in str(s)]
+    assert len(cards) == 2  # the lesson card and its first question
+    async with app.db.session() as session:
+        rows = (await session.execute(select(PlannedSend))).scalars().all()
+    assert sorted(row.status for row in rows) == ["failed", "sent", "sent"]
+    assert all(row.message_id for row in rows if row.status == "sent")
+    gone = await person(app.db, GRACE["aadObjectId"])
+    assert gone.unreachable_reason == "ConversationBlockedByUser"
