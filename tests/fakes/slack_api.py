@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import collections
 import itertools
 import json
 import re
@@ -335,8 +334,9 @@ class FakeSlack:
         self._limits: list[_Rule] = []
         self.clock: Callable[[], float] | None = None
         self._last_micros = 0
-        self.per_second: int | None = None  # per-token limit, as Slack's tiers enforce
-        self._windows: dict[str, collections.deque[float]] = {}
+        self.per_second: int | None = None
+        self.burst: int | None = None  # per-token limit, as Slack's tiers enforce
+        self._buckets: dict[str, tuple[float, float]] = {}
         self._failures: list[_Rule] = []
         self._uploads: dict[str, _Upload] = {}
         self._view_store: dict[str, Params] = {}
@@ -461,10 +461,13 @@ class FakeSlack:
         """Answer the next `times` calls of method with HTTP 429 and Retry-After."""
         self._limits.append(_Rule(method, team_id, times, "ratelimited", retry_after))
 
-    def limit_rate(self, per_second: int | None) -> None:
-        """Answer 429 with Retry-After to any token making more than `per_second` calls a second."""
-        self.per_second = per_second
-        self._windows.clear()
+    def limit_rate(self, per_second: int | None, burst: int | None = None) -> None:
+        """Answer 429 with Retry-After to a token calling faster than `per_second` a second.
+
+        `burst` (default: one second's worth) is how many calls may come at once.
+        """
+        self.per_second, self.burst = per_second, burst
+        self._buckets.clear()
 
     def fail(self, method: str, error: str, *, times: int = 1, team_id: str | None = None) -> None:
         """Answer the next `times` calls of method with ok false and error."""
@@ -551,16 +554,21 @@ class FakeSlack:
         return self._teams[team_id]
 
     def _count(self, token: str | None) -> None:
-        """A sliding one-second window per token; calls above the limit get 429."""
+        """A token bucket per token: `per_second` calls a second, bursts of `burst` calls.
+
+        Like Slack's own limiter it judges the average over a moment, so a client keeping
+        to the rate is not refused for a moment's jitter; one above it soon gets 429.
+        """
         if self.per_second is None or not token:
             return
         now = time.monotonic()
-        window = self._windows.setdefault(token, collections.deque())
-        while window and window[0] <= now - 1.0:
-            window.popleft()
-        if len(window) >= self.per_second:
+        capacity = float(self.burst or self.per_second)
+        level, then = self._buckets.get(token, (capacity, now))
+        level = min(capacity, level + (now - then) * self.per_second)
+        if level < 1:
+            self._buckets[token] = (level, now)
             raise SlackError("ratelimited", status=429, retry_after=1)
-        window.append(now)
+        self._buckets[token] = (level - 1, now)
 
     def _run(self, method: str, workspace: _Workspace | None, params: Params) -> Params:
         """Dispatch to the handler; only app-token and OAuth methods run without a workspace."""
