@@ -5,7 +5,8 @@
 
 The fake Slack runs in its own process (so its bookkeeping is not counted as the
 worker's memory or CPU), answers every call after --latency seconds, and answers
-429 with Retry-After to a token making more than --limit calls a second. The
+429 with Retry-After to a token calling faster than --limit a second (a token
+bucket with one second's burst, as rate limiters usually judge an average). The
 worker paces itself at --pace times the limit. Printed: messages per second as a
 fraction of the limit, duplicates, misses, peak memory and database queries.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import resource
 import sys
@@ -267,6 +269,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="use the local PostgreSQL")
     parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the 429 pauses are counted in the report
     if args.serve_fake:
         asyncio.run(serve_fake(args.learners, args.limit, args.latency))
         return
