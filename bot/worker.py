@@ -162,6 +162,7 @@ class Worker:
         self.programme = Programme(coach)
         self._planned: dict[tuple[Any, ...], float] = {}
         self._housekept: date | None = None
+        self._refreshed = -math.inf
 
     # -- running ----------------------------------------------------------------------------
 
@@ -200,7 +201,9 @@ class Worker:
         if not self.messengers:
             return
         organisations = await self._organisations()
-        await self._plan_refreshers(now)
+        if time.monotonic() - self._refreshed >= REPLAN_SECONDS:
+            await self._plan_refreshers(now)
+            self._refreshed = time.monotonic()
         await self._plan_kind(now, DAILY, organisations)
         if DIGEST in self.composers:
             await self._plan_kind(now, DIGEST, organisations)

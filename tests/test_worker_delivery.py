@@ -333,3 +333,35 @@ async def test_digests_go_to_managers_on_monday_at_their_local_time(
         (sent,) = [m for m in kit.dms("UBOSS02") if m["text"] == "Your team"]
         arrived = datetime.fromtimestamp(float(sent["ts"]), UTC)
         assert arrived == datetime(2027, 1, 11, 13, 0, tzinfo=UTC)  # 08:00 in New York
+
+
+async def test_an_expired_certificate_is_never_called_valid(
+    course: Course, db: Database, settings: Settings
+) -> None:
+    from bot.lessons.messages import CertificateCard
+    from bot.store.models import ChecklistConfirmation, LessonDelivery
+
+    async with worker_kit(course, db, settings, datetime(2027, 6, 3, 8, tzinfo=UTC)) as kit:
+        person_id = await kit.learner("UOLD001")
+        await _certify(kit, person_id, datetime(2027, 6, 2, 7, tzinfo=UTC))
+        enrolment = (await _enrolments(kit, person_id))[0]
+        lang = course.language("en")
+        async with kit.coach.db.session() as session:
+            for position, lesson in enumerate(lang.plan("core"), start=1):
+                session.add(
+                    LessonDelivery(
+                        enrolment_id=enrolment.id,
+                        lesson_id=lesson.id,
+                        position=position,
+                        content_version=course.version,
+                        delivered_at=kit.clock.now - timedelta(days=400),
+                        completed_at=kit.clock.now - timedelta(days=400),
+                    )
+                )
+            for item in lang.final_module.checklist:
+                session.add(
+                    ChecklistConfirmation(enrolment_id=enrolment.id, item_id=item.id, text="x")
+                )
+        (card,) = await kit.coach.next(enrolment.id)
+        assert isinstance(card, CertificateCard)
+        assert "expired on 2 June 2027" in card.text and "valid until" not in card.text
