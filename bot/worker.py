@@ -445,6 +445,8 @@ class Worker:
     async def drain(self) -> Tally:
         """Claim, compose and hand over to the organisations' senders until nothing is due."""
         tally = Tally()
+        if not self.messengers:
+            return tally  # no platform to send to: leave every row for a worker that has one
         senders: dict[int, OrgSender] = {}
         while True:
             busy = {org for org, sender in senders.items() if sender.full or sender.down}
