@@ -1,4 +1,4 @@
-"""The nis2-coach command: chat, serve, content, db, certificates, keys, report, people's data."""
+"""The nis2-coach command: chat, serve, worker, content, db, certificates, keys, report, data."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the web server (Slack, Teams, /healthz)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
     serve.add_argument("--port", type=int, help="port (default: $PORT or 3000)")
+    serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run the worker in this process (or set WITH_WORKER=true)",
+    )
+
+    commands.add_parser("worker", help="send daily lessons, reminders, digests and refreshers")
 
     package = commands.add_parser("teams-package", help="write the Teams app zip to upload")
     package.add_argument("--output", type=Path, default=Path("nis2-coach-teams.zip"))
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "person": run_erase,
         "data": run_purge,
         "report": run_report,
+        "worker": run_worker,
     }
     try:
         return asyncio.run(runners[args.command](args, settings))
@@ -197,7 +205,8 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import server
 
     async with open_app(settings) as app:
-        runner = web.AppRunner(server.build(app), access_log=None, shutdown_timeout=5)
+        web_app = server.build(app)
+        runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
         await runner.setup()
         # The course and the libraries live as long as the process: keep them out of the
         # garbage collector's full passes, which otherwise pause every request now and then.
@@ -206,15 +215,71 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         port = args.port or settings.port
         await web.TCPSite(runner, args.host, port).start()
         logger.warning("serving on http://%s:%s (stop with Ctrl-C)", args.host, port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signal_number, stop.set)
+        stop = _stop_on_signals()
+        worker = None
+        if args.with_worker or settings.with_worker:
+            worker = asyncio.create_task(_work(app, stop, web_app))
         try:
             await stop.wait()
+            if worker is not None:
+                await worker
         finally:
             await runner.cleanup()
     return EXIT_OK
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    return stop
+
+
+async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings) as app:
+        await _work(app, _stop_on_signals())
+    return EXIT_OK
+
+
+async def _work(app: Any, stop: asyncio.Event, web_app: Any = None) -> None:
+    """Run the worker until `stop`, with a messenger for each platform that is switched on."""
+    from bot.worker import Worker
+
+    messengers = build_messengers(app, web_app)
+    if not messengers:
+        logger.warning("worker: neither Slack nor Teams is configured; nothing will be sent")
+    try:
+        await Worker(app.coach, messengers).run(stop)
+    finally:
+        for messenger in messengers.values():
+            close = getattr(messenger, "close", None)
+            if close is not None:
+                await close()
+
+
+def build_messengers(app: Any, web_app: Any = None) -> dict[str, Any]:
+    """The platforms' messengers, reusing the web server's adapters when there is one."""
+    from bot import server
+
+    settings = app.settings
+    messengers: dict[str, Any] = {}
+    if settings.slack_mode() is not None:
+        from bot.adapters.slack.app import SlackAdapter
+        from bot.adapters.slack.messenger import SlackMessenger
+
+        store = None
+        if settings.slack_mode() == "oauth":
+            adapter = web_app.get(server.SLACK_KEY) if web_app is not None else None
+            store = (adapter or SlackAdapter(app)).installation_store
+        messengers["slack"] = SlackMessenger(settings, store)
+    if not settings.teams_missing():
+        from bot.adapters.teams.app import TeamsAdapter
+        from bot.adapters.teams.messenger import TeamsMessenger
+
+        teams = web_app.get(server.TEAMS_KEY) if web_app is not None else None
+        messengers["teams"] = TeamsMessenger(teams or TeamsAdapter(app))
+    return messengers
 
 
 async def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

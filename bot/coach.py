@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import certificate as certificates
-from bot import dates
+from bot import dates, schedule
 from bot.lessons.course import Course, Language, OrgProfile
 from bot.lessons.messages import (
     Actions,
@@ -133,7 +133,7 @@ class Coach:
             query = select(Organisation).filter_by(platform=platform, external_id=external_id)
             organisation = (await session.execute(query)).scalar_one()
             if profile is not None:
-                organisation.settings = profile.model_dump(exclude_none=True)
+                organisation.settings = profile.stored_in(organisation.settings)
                 organisation.name = profile.text("name") or name
             return organisation
 
@@ -292,6 +292,32 @@ class Coach:
             resume = Choice("next", "", journey.lang.s("button.next_lesson"))
             return [Actions(journey.lang.s("lesson.paused"), (resume,))]
 
+    async def set_lesson_time(self, enrolment_id: int, text: str) -> list[Message]:
+        """The learner's own local time for the daily lesson ("time 08:00"); a friendly no else."""
+        async with self.db.session() as session:
+            journey = await self._journey(session, enrolment_id)
+            lang, person = journey.lang, journey.person
+            local = schedule.parse_time(text)
+            if local is None:
+                return [Text(lang.s("schedule.time_invalid", text=text.strip()[:40]))]
+            person.lesson_time = local
+            settings = journey.organisation.settings
+            zone = schedule.zone_name(person.timezone, settings, self.settings)
+            logger.info("person %s chose %s for daily lessons", person.id, local)
+            return [Text(lang.s("schedule.time_set", time=local, zone=zone))]
+
+    async def set_timezone(self, person_id: int, zone: str) -> bool:
+        """Store the zone the platform reports for a person (Teams tells it with each message)."""
+        if schedule.zone_of(zone) is None:
+            return False
+        async with self.db.session() as session:
+            statement = (
+                update(Person)
+                .where(Person.id == person_id, Person.timezone.is_distinct_from(zone))
+                .values(timezone=zone)
+            )
+            return (await session.execute(statement)).rowcount == 1
+
     @staticmethod
     def _ensure_taking_part(journey: Journey) -> None:
         if journey.enrolment.status == "unenrolled" or not journey.person.active:
@@ -322,8 +348,9 @@ class Coach:
         """Fill in the organisation's details that these values set; the rest stay."""
         async with self.db.session() as session:
             organisation = await session.get_one(Organisation, organisation_id)
-            merged = {**(organisation.settings or {}), **values}
-            organisation.settings = OrgProfile.model_validate(merged).model_dump(exclude_none=True)
+            merged = {**OrgProfile.of(organisation.settings).model_dump(), **values}
+            profile = OrgProfile.model_validate(merged)
+            organisation.settings = profile.stored_in(organisation.settings)
             if isinstance(values.get("name"), str):
                 organisation.name = values["name"]
 
@@ -331,7 +358,7 @@ class Coach:
         """Store an organisation's details (incident contact, helpdesk, policy links)."""
         async with self.db.session() as session:
             organisation = await session.get_one(Organisation, organisation_id)
-            organisation.settings = profile.model_dump(exclude_none=True)
+            organisation.settings = profile.stored_in(organisation.settings)
             organisation.name = profile.text("name") or organisation.name
             return organisation
 
@@ -453,7 +480,7 @@ class Coach:
                 platform=platform, external_id=external_id
             )
             settings = (await session.execute(query)).scalar_one_or_none()
-            return OrgProfile.model_validate(settings or {})
+            return OrgProfile.of(settings)
 
     async def enrolment(self, enrolment_id: int) -> Enrolment:
         async with self.db.session() as session:
@@ -502,7 +529,7 @@ class Coach:
             person=person,
             organisation=organisation,
             lang=lang,
-            org=OrgProfile.model_validate(organisation.settings or {}),
+            org=OrgProfile.of(organisation.settings),
             plan=lang.plan(enrolment.track),
             deliveries=deliveries,
             answers={(answer.question_id, answer.context): answer for answer in answers},
@@ -511,6 +538,93 @@ class Coach:
             attempts=attempts,
             certificate=certificate,
         )
+
+    # -- many learners at once (the worker's batches) ---------------------------------------
+
+    async def journeys(self, enrolment_ids: list[int]) -> dict[int, Journey]:
+        """Many journeys with one query per table, so a batch costs what one learner does."""
+        async with self.db.session() as session:
+            query = (
+                select(Enrolment, Person, Organisation)
+                .join(Person, Person.id == Enrolment.person_id)
+                .join(Organisation, Organisation.id == Enrolment.organisation_id)
+                .where(Enrolment.id.in_(enrolment_ids))
+            )
+            found = (await session.execute(query)).all()
+            tables: dict[Any, dict[int, list[Any]]] = {}
+            for model, order in _JOURNEY_TABLES:
+                rows = select(model).where(model.enrolment_id.in_(enrolment_ids)).order_by(order)
+                grouped: dict[int, list[Any]] = {}
+                tables[model] = grouped
+                for row in (await session.execute(rows)).scalars():
+                    grouped.setdefault(row.enrolment_id, []).append(row)
+        return {
+            enrolment.id: self._assemble(enrolment, person, org, tables)
+            for enrolment, person, org in found
+        }
+
+    def _assemble(
+        self,
+        enrolment: Enrolment,
+        person: Person,
+        organisation: Organisation,
+        tables: dict[Any, dict[int, list[Any]]],
+    ) -> Journey:
+        def mine(model: Any) -> list[Any]:
+            return tables[model].get(enrolment.id, [])
+
+        lang = self.course.language(enrolment.language)
+        return Journey(
+            enrolment=enrolment,
+            person=person,
+            organisation=organisation,
+            lang=lang,
+            org=OrgProfile.of(organisation.settings),
+            plan=lang.plan(enrolment.track),
+            deliveries=mine(LessonDelivery),
+            answers={(a.question_id, a.context): a for a in mine(Answer)},
+            reflections={r.lesson_id: r for r in mine(Reflection)},
+            confirmations={c.item_id: c for c in mine(ChecklistConfirmation)},
+            attempts=mine(QuizAttempt),
+            certificate=(mine(Certificate) or [None])[0],
+        )
+
+    async def deliver_next(self, journeys: list[Journey]) -> dict[int, list[Message]]:
+        """Start each journey's next lesson, all in one INSERT, and return what to show.
+
+        Only journeys with no open lesson and a lesson still to come are served; the
+        rest (the checklist and quiz at the end) go through `next` one by one.
+        """
+        now = self.clock()
+        started: dict[int, LessonDelivery] = {}
+        for journey in journeys:
+            lesson = journey.next_lesson()
+            if journey.open_delivery is None and lesson is not None:
+                started[journey.enrolment.id] = LessonDelivery(
+                    enrolment_id=journey.enrolment.id,
+                    lesson_id=lesson.id,
+                    position=len(journey.deliveries) + 1,
+                    recap_question_id=self._recap_for(journey),
+                    content_version=self.course.version,
+                    delivered_at=now,
+                )
+        if started:
+            values = [_columns(delivery) for delivery in started.values()]
+            async with self.db.session() as session:
+                await session.execute(self.db.insert_ignore(LessonDelivery), values)
+        by_id = {journey.enrolment.id: journey for journey in journeys}
+        return {eid: self._showing(by_id[eid], d) for eid, d in started.items()}
+
+    def reopen(self, journey: Journey) -> list[Message]:
+        """The open lesson again, at the item the learner stopped at (for a reminder)."""
+        delivery = journey.open_delivery
+        if delivery is None:
+            return []
+        return self._showing(journey, delivery)
+
+    def _showing(self, journey: Journey, delivery: LessonDelivery) -> list[Message]:
+        lesson = journey.lang.lesson(delivery.lesson_id)
+        return [self._lesson_card(journey, lesson), *self._open_item(journey, delivery)]
 
     # -- what comes next --------------------------------------------------------------------
 
@@ -914,7 +1028,11 @@ class Coach:
     def _certificate_card(self, journey: Journey, certificate: Certificate) -> CertificateCard:
         lang = journey.lang
         expires = dates.format_date(certificate.expires_at, lang.code)
-        text = lang.s("certificate.text", score=round(certificate.score * 100), expires=expires)
+        score = round(certificate.score * 100)
+        text = lang.s("certificate.text", score=score, expires=expires)
+        state = certificates.status(certificate, self.clock())
+        if state != "valid":  # an expired or revoked certificate is never called valid
+            text = lang.s(f"schedule.certificate_{state}", score=score, expires=expires)
         return CertificateCard(
             heading=lang.s("certificate.heading"),
             text=text,
@@ -989,6 +1107,23 @@ class Coach:
         )
         modules = tuple(self._module_progress(journey).values())
         return ProgressCard(lang.s("progress.heading"), modules, summary)
+
+
+_JOURNEY_TABLES = (
+    (LessonDelivery, LessonDelivery.position),
+    (Answer, Answer.id),
+    (Reflection, Reflection.id),
+    (ChecklistConfirmation, ChecklistConfirmation.id),
+    (QuizAttempt, QuizAttempt.number),
+    (Certificate, Certificate.id),
+)
+
+
+def _columns(delivery: LessonDelivery) -> dict[str, Any]:
+    names = ("enrolment_id", "lesson_id", "position", "recap_question_id", "content_version")
+    return {name: getattr(delivery, name) for name in names} | {
+        "delivered_at": delivery.delivered_at
+    }
 
 
 def _quiz_context(attempt: QuizAttempt) -> str:

@@ -340,3 +340,25 @@ async def test_bolt_app_over_socket_mode(fake: FakeSlack) -> None:
         await handler.close_async()
     assert fake.messages[0]["text"] == "Hej!" and fake.messages[0]["channel"] == "C1"
     assert fake.calls_to("auth.test", TEAM)
+
+
+async def test_per_token_rate_limit_and_history_with_metadata(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    """Above the rate a token gets 429 with Retry-After; a posted key is found in the history."""
+    fake.limit_rate(3, burst=3)
+    metadata = {"event_type": "nis2_planned_send", "event_payload": {"key": "k1", "part": 0}}
+    posted = await client.chat_postMessage(channel="U2", text="hi", metadata=metadata)
+    await client.auth_test()
+    await client.auth_test()
+    with pytest.raises(SlackApiError) as refused:
+        await client.auth_test()
+    assert refused.value.response.status_code == 429
+    assert refused.value.response.headers.get("Retry-After") == "1"
+    await asyncio.sleep(0.7)  # two calls' worth trickles back at 3 a second
+    history = await client.conversations_history(
+        channel=posted["channel"], oldest="0", include_all_metadata=True
+    )
+    assert history["messages"][0]["metadata"]["event_payload"]["key"] == "k1"
+    plain = await client.conversations_history(channel=posted["channel"], oldest="0")
+    assert "metadata" not in plain["messages"][0]

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from bot import schedule
 from bot.app import App
 from bot.coach import CoachError
 from bot.lessons.course import Language
@@ -36,6 +37,8 @@ from bot.lessons.messages import (
 from bot.settings import org_profile
 
 logger = logging.getLogger(__name__)
+
+TIME_WORDS = ("time", "tid")  # "time 08:00": the daily lesson's local time
 
 PLATFORM = "console"
 ORGANISATION_ID = "local"
@@ -174,6 +177,10 @@ class ConsoleChat:
             return await coach.progress(self.enrolment_id)
         if self._is(line, "next"):
             return await coach.next(self.enrolment_id)
+        verb, _, rest = line.partition(" ")
+        reflecting = self.prompt.reflection is not None and schedule.parse_time(rest) is None
+        if verb.casefold() in TIME_WORDS and not reflecting:
+            return await coach.set_lesson_time(self.enrolment_id, rest)
         if self.prompt.reflection is not None:
             return await self._reflect(line)
         choice = self._choice(line)

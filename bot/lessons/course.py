@@ -29,6 +29,17 @@ class OrgProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
 
+    @classmethod
+    def of(cls, settings: dict[str, Any] | None) -> OrgProfile:
+        """The profile within an organisation's settings, which also hold programme choices."""
+        settings = settings or {}
+        return cls.model_validate({k: v for k, v in settings.items() if k in cls.model_fields})
+
+    def stored_in(self, settings: dict[str, Any] | None) -> dict[str, Any]:
+        """The settings with this profile in place of the old one; other choices stay."""
+        others = {k: v for k, v in (settings or {}).items() if k not in type(self).model_fields}
+        return others | self.model_dump(exclude_none=True)
+
     name: LocalText | None = None
     incident_contact: LocalText | None = None
     incident_phone: LocalText | None = None

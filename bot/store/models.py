@@ -291,8 +291,9 @@ class PlannedSend(Base):
     """One message the worker owes someone: claimed, sent and recorded exactly once.
 
     kind is "daily" (the day's lesson or a reminder), "digest", "org_digest" or "refresher";
-    day is the recipient's local date it belongs to. status: planned -> claimed -> sent, or
-    skipped (nothing to send after all) or failed (gave up; error says why).
+    day is the recipient's local date it belongs to. status: planned -> claimed -> sending
+    (committed just before the platform call) -> sent, or skipped (nothing to send after all)
+    or failed (gave up; error says why).
     """
 
     __tablename__ = "planned_sends"

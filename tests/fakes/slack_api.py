@@ -332,6 +332,11 @@ class FakeSlack:
         self._app_tokens: set[str] = set()
         self._oauth_codes: dict[str, tuple[str, str]] = {}
         self._limits: list[_Rule] = []
+        self.clock: Callable[[], float] | None = None
+        self._last_micros = 0
+        self.per_second: int | None = None
+        self.burst: int | None = None  # per-token limit, as Slack's tiers enforce
+        self._buckets: dict[str, tuple[float, float]] = {}
         self._failures: list[_Rule] = []
         self._uploads: dict[str, _Upload] = {}
         self._view_store: dict[str, Params] = {}
@@ -357,6 +362,7 @@ class FakeSlack:
             "conversations.open": self._conversations_open,
             "usergroups.users.list": self._usergroups_users_list,
             "chat.postMessage": self._chat_post_message,
+            "conversations.history": self._conversations_history,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.update": self._chat_update,
             "views.open": self._views_open,
@@ -455,6 +461,14 @@ class FakeSlack:
         """Answer the next `times` calls of method with HTTP 429 and Retry-After."""
         self._limits.append(_Rule(method, team_id, times, "ratelimited", retry_after))
 
+    def limit_rate(self, per_second: int | None, burst: int | None = None) -> None:
+        """Answer 429 with Retry-After to a token calling faster than `per_second` a second.
+
+        `burst` (default: one second's worth) is how many calls may come at once.
+        """
+        self.per_second, self.burst = per_second, burst
+        self._buckets.clear()
+
     def fail(self, method: str, error: str, *, times: int = 1, team_id: str | None = None) -> None:
         """Answer the next `times` calls of method with ok false and error."""
         self._failures.append(_Rule(method, team_id, times, error))
@@ -517,6 +531,7 @@ class FakeSlack:
         team_id = workspace.team_id if workspace else None
         if rule := _take(self._limits, method, team_id):
             raise SlackError("ratelimited", status=429, retry_after=rule.retry_after)
+        self._count(token)
         if rule := _take(self._failures, method, team_id):
             raise SlackError(rule.error)
         return workspace
@@ -537,6 +552,23 @@ class FakeSlack:
         if method in APP_TOKEN_METHODS:
             raise SlackError("not_allowed_token_type")
         return self._teams[team_id]
+
+    def _count(self, token: str | None) -> None:
+        """A token bucket per token: `per_second` calls a second, bursts of `burst` calls.
+
+        Like Slack's own limiter it judges the average over a moment, so a client keeping
+        to the rate is not refused for a moment's jitter; one above it soon gets 429.
+        """
+        if self.per_second is None or not token:
+            return
+        now = time.monotonic()
+        capacity = float(self.burst or self.per_second)
+        level, then = self._buckets.get(token, (capacity, now))
+        level = min(capacity, level + (now - then) * self.per_second)
+        if level < 1:
+            self._buckets[token] = (level, now)
+            raise SlackError("ratelimited", status=429, retry_after=1)
+        self._buckets[token] = (level - 1, now)
 
     def _run(self, method: str, workspace: _Workspace | None, params: Params) -> Params:
         """Dispatch to the handler; only app-token and OAuth methods run without a workspace."""
@@ -586,6 +618,9 @@ class FakeSlack:
     def _next_ts(self) -> str:
         """Unique, increasing message timestamps like "1700000000.000100"."""
         micros = 1_700_000_000_000_000 + next(self._ts) * 100
+        if self.clock is not None:  # timestamps on the test's timeline, for history's `oldest`
+            micros = max(int(self.clock() * 1_000_000), self._last_micros + 1)
+            self._last_micros = micros
         return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _dm(self, workspace: _Workspace, user_id: str) -> _Channel:
@@ -721,6 +756,27 @@ class FakeSlack:
         workspace.posted[(channel.id, message["ts"])] = message
         self._record_message("chat.postMessage", workspace, channel.id, message, None)
         return {"channel": channel.id, "ts": message["ts"], "message": message}
+
+    def _conversations_history(self, workspace: _Workspace, params: Params) -> Params:
+        """Newest first, after `oldest`; metadata only with include_all_metadata, as Slack does."""
+        channel = self._channel_by_id(workspace, params.get("channel"))
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = _flag(params.get("include_all_metadata"))
+        found = [
+            dict(message)
+            for (channel_id, ts), message in workspace.posted.items()
+            if channel_id == channel.id and float(ts) > oldest
+        ]
+        found.sort(key=lambda message: float(message["ts"]), reverse=True)
+        if not with_metadata:
+            for message in found:
+                message.pop("metadata", None)
+        page, cursor = _page(found, params, 100)
+        return {
+            "messages": page,
+            "has_more": bool(cursor),
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def _chat_post_ephemeral(self, workspace: _Workspace, params: Params) -> Params:
         """A message only one member sees; it cannot be updated later."""

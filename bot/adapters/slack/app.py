@@ -71,6 +71,7 @@ ACTION = re.compile(r"^nis2\.([a-z_]+)\.\d+$")
 NO_MESSAGE_UPDATE = frozenset({"progress", "language", "edit_settings", "reflect"})
 POST_CONCURRENCY = 8
 MY_DATA_WORDS = frozenset({"my-data", "my data", "mine data", "mine-data"})
+TIME_WORDS = ("time", "tid")  # "time 08:00": the learner's own lesson time
 # Work after the ack runs at most this many at a time, so a burst of clicks queues its
 # slow part instead of crowding the event loop that acknowledges the next requests.
 WORK_CONCURRENCY = 2
@@ -595,6 +596,11 @@ class SlackAdapter:
             reply = await self.admin.my_data(client, team_id, {"id": user_id}, lang)
             await client.chat_postMessage(channel=event["channel"], text=reply)
             return
+        first, _, rest = word.partition(" ")
+        if found is not None and first in TIME_WORDS:
+            replies = await self.coach.set_lesson_time(found[1].id, rest)
+            await self.send(client, event["channel"], replies, lang, user_id)
+            return
         verb = next((v for v in ("next", "progress", "pause") if _says(lang, v, word)), None)
         if found is None or verb is None:
             key = "platform.not_enrolled" if found is None else "platform.dm_help"
@@ -611,6 +617,10 @@ class SlackAdapter:
         respond: Callable[..., Awaitable[Any]],
     ) -> None:
         words = (command.get("text") or "").split()
+        if words and words[0].casefold() in TIME_WORDS:
+            await ack()
+            await self._time_command(command, respond, " ".join(words[1:]))
+            return
         slow = bool(words) and words[0].casefold() in ("enroll", "enrol", "remind", "report")
         if slow:
             await ack(self.language(None).s("admin.working"))
@@ -621,6 +631,19 @@ class SlackAdapter:
         if follow_up is not None:
             async with guard():
                 await follow_up()  # first lessons or nudges: paced by the Web API
+
+    async def _time_command(
+        self, command: dict[str, Any], respond: Callable[..., Awaitable[Any]], text: str
+    ) -> None:
+        """`/nis2 time 08:00`: a learner's own lesson time, answered only to them."""
+        found = await self._learner(command["team_id"], command["user_id"])
+        lang = self.language(found[1].language if found else None)
+        if found is None:
+            await respond(text=lang.s("platform.not_enrolled"), response_type="ephemeral")
+            return
+        replies = await self.coach.set_lesson_time(found[1].id, text)
+        reply = "\n".join(getattr(message, "text", "") for message in replies)
+        await respond(text=reply, response_type="ephemeral")
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         logger.exception("unhandled error in a Slack listener", exc_info=error)

@@ -50,7 +50,7 @@ def parse(text: str, today: date) -> Command:
     words = text.split()
     if [word.casefold() for word in words[:2]] in (["my", "data"], ["mine", "data"]):
         words = ["my-data", *words[2:]]
-    name = verb(text)
+    name = verb(" ".join(words))
     if name in ("help", "status", "remind"):
         return Command(name)
     if name in ("digest", "ranking"):

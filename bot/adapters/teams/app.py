@@ -281,6 +281,9 @@ class CoachBot(ActivityHandler):
             )
             if person_id is not None:
                 await self.teams.programme.mark_reachable(person_id)
+                zone = getattr(activity, "local_timezone", None)
+                if zone and zone != found[0].timezone:
+                    await self.coach.set_timezone(person_id, zone)
         return organisation_id, person_id, enrolment
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
@@ -335,6 +338,8 @@ class CoachBot(ActivityHandler):
             enrolment = await self.coach.set_preferences(enrolment.id, language=words[1])
             lang = self.teams.language(enrolment.language)
             replies = await self.coach.resume(enrolment.id)
+        elif verb in ("time", "tid"):
+            replies = await self.coach.set_lesson_time(enrolment.id, " ".join(words[1:]))
         elif verb in _words(lang, "next") | {"pause"} | _words(lang, "progress"):
             action = (
                 "pause"
