@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from bot import certificate as certificates
+from bot import dates
+from bot.adapters.options import UsageError
+from bot.coach import Coach
 from bot.lessons.course import Language
 from bot.lessons.messages import ProgressCard
 from bot.programme import Counts, EnrolOutcome
@@ -37,3 +43,23 @@ def counts_line(lang: Language, key: str, counts: Counts, **extra: str) -> str:
 def progress_text(card: ProgressCard) -> str:
     rows = [f"{module.done}/{module.total}  {module.title}" for module in card.modules]
     return "\n".join([card.heading, *rows, card.summary])
+
+
+async def revoke(
+    coach: Coach, organisation_id: int, words: list[str], lang: Language
+) -> tuple[str, str, dict[str, Any]]:
+    """`revoke CODE reason…`: only a certificate of this organisation; another's is as if unknown.
+
+    Returns the reply, the code and what the audit log keeps.
+    """
+    if len(words) < 2:
+        raise UsageError("admin.usage_revoke")
+    code, reason = certificates.normalise_code(words[0]), " ".join(words[1:])
+    found = await certificates.find(coach.db, code, organisation_id)
+    if found is None:
+        raise UsageError("admin.no_such_certificate", code=code)
+    certificate, changed = await certificates.revoke(coach.db, found.id, reason, coach.clock())
+    if not changed:
+        when = dates.format_date(certificate.revoked_at, lang.code)
+        raise UsageError("admin.already_revoked", code=code, date=when)
+    return lang.s("admin.revoked", code=code), code, {"reason": reason}

@@ -11,10 +11,9 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import audit, dates, privacy, reports
-from bot import certificate as certificates
+from bot import audit, privacy, reports
 from bot.adapters.digest_commands import VERBS, apply_digest, parse_digest
-from bot.adapters.replies import counts_line, enrol_summary, progress_text
+from bot.adapters.replies import counts_line, enrol_summary, progress_text, revoke
 from bot.adapters.slack import blocks
 from bot.adapters.slack.commands import ADMIN_ONLY, Command, Target, UsageError, parse, verb
 from bot.digest import Digests
@@ -148,28 +147,12 @@ class SlackAdmin:
             detail = {"teams": [_label(team) for team in teams]}
             return reply, None, (manager.id, detail)
         if command.name == "revoke":
-            reply, code, detail = await self._revoke(command, organisation_id, lang)
+            reply, code, detail = await revoke(self.coach, organisation_id, command.words, lang)
             return reply, None, (code, detail)
         if command.name == "remind":
             reply, follow_up, count = await self._remind(client, team_id, organisation_id, lang)
             return reply, follow_up, (None, {"reminded": count})
         raise UsageError("admin.unknown_command", command=command.name)
-
-    async def _revoke(
-        self, command: Command, organisation_id: int, lang: Language
-    ) -> tuple[str, str, dict[str, Any]]:
-        """Only a certificate of the admin's own organisation; another's is as if unknown."""
-        code, reason = certificates.normalise_code(command.words[0]), " ".join(command.words[1:])
-        found = await certificates.find(self.coach.db, code, organisation_id)
-        if found is None:
-            raise UsageError("admin.no_such_certificate", code=code)
-        certificate, changed = await certificates.revoke(
-            self.coach.db, found.id, reason, self.coach.clock()
-        )
-        if not changed:
-            when = dates.format_date(certificate.revoked_at, lang.code)
-            raise UsageError("admin.already_revoked", code=code, date=when)
-        return lang.s("admin.revoked", code=code), code, {"reason": reason}
 
     async def my_data(
         self, client: AsyncWebClient, team_id: str, user: dict[str, Any], lang: Language

@@ -36,12 +36,11 @@ from botbuilder.schema import (
 )
 from sqlalchemy import select
 
-from bot import audit, dates, downloads, reports
-from bot import certificate as certificates
+from bot import audit, downloads, reports
 from bot.adapters.digest_commands import VERBS as DIGEST_VERBS
 from bot.adapters.digest_commands import apply_digest, parse_digest
 from bot.adapters.options import UsageError, enrol_options
-from bot.adapters.replies import counts_line, enrol_summary, progress_text
+from bot.adapters.replies import counts_line, enrol_summary, progress_text, revoke
 from bot.adapters.teams import cards
 from bot.app import App
 from bot.coach import CoachError
@@ -470,26 +469,8 @@ class CoachBot(ActivityHandler):
             reply, manager = await self._manager(context, organisation_id, lang)
             return reply, manager, {"teams": [team_id]}
         if verb == "revoke":
-            return await self._revoke(organisation_id, words, lang)
+            return await revoke(self.coach, organisation_id, words, lang)
         raise UsageError("admin.unknown_command", command=verb)
-
-    async def _revoke(
-        self, organisation_id: int, words: list[str], lang: Language
-    ) -> tuple[str, str, dict[str, Any]]:
-        """`revoke CODE reason…`: only a certificate of this tenant; another's is as if unknown."""
-        if len(words) < 2:
-            raise UsageError("admin.usage_revoke")
-        code, reason = certificates.normalise_code(words[0]), " ".join(words[1:])
-        found = await certificates.find(self.coach.db, code, organisation_id)
-        if found is None:
-            raise UsageError("admin.no_such_certificate", code=code)
-        certificate, changed = await certificates.revoke(
-            self.coach.db, found.id, reason, self.coach.clock()
-        )
-        if not changed:
-            when = dates.format_date(certificate.revoked_at, lang.code)
-            raise UsageError("admin.already_revoked", code=code, date=when)
-        return lang.s("admin.revoked", code=code), code, {"reason": reason}
 
     async def _my_data(
         self, context: TurnContext, organisation_id: int, person_id: int | None, enrolment: Any
