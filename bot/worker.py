@@ -838,8 +838,18 @@ class DailyComposer:
         if delivery is not None:
             return self._open_lesson(item, journey, delivery.delivered_at)
         if journey.next_lesson() is not None:
-            return "next"
+            return None if self._lesson_today(journey, item.row.day) else "next"
         return await self._final_steps(item, journey)
+
+    def _lesson_today(self, journey: Journey, day: date) -> bool:
+        """A lesson already arrived on this local day: at enrolment, or by `next` after a pause.
+
+        That one is the day's lesson; a second from the worker would break one-a-workday.
+        """
+        if not journey.deliveries:
+            return False
+        latest = max(delivery.delivered_at for delivery in journey.deliveries)
+        return schedule.local_day(latest, self._zone(journey)) == day
 
     def _open_lesson(self, item: Claimed, journey: Journey, delivered: datetime) -> Composed | None:
         row = item.row
@@ -870,12 +880,13 @@ class DailyComposer:
         return None
 
     def _workdays_since(self, journey: Journey, moment: datetime, day: date) -> int:
+        start = schedule.local_day(moment, self._zone(journey))
+        country = schedule.country(journey.organisation.settings, self.coach.settings)
+        return schedule.workdays_between(start, day, country)
+
+    def _zone(self, journey: Journey) -> str:
         settings = self.coach.settings
-        zone = schedule.zone_name(journey.person.timezone, journey.organisation.settings, settings)
-        start = schedule.local_day(moment, zone)
-        return schedule.workdays_between(
-            start, day, schedule.country(journey.organisation.settings, settings)
-        )
+        return schedule.zone_name(journey.person.timezone, journey.organisation.settings, settings)
 
 
 @dataclass
