@@ -254,7 +254,7 @@ async def test_refresher_starts_thirty_days_before_expiry_once(
         assert [(e.cycle, e.status) for e in await _enrolments(kit, later)] == [(1, "completed")]
         note = [m for m in kit.dms("UCERT01") if "runs out on 2 June 2027" in m["text"]]
         assert len(note) == 1
-        told = [m for m in kit.dms("UBOSS01") if "Refresher started for 1" in m["text"]]
+        told = [m for m in kit.dms("UBOSS01") if "runs out within a month (1): " in m["text"]]
         assert len(told) == 1 and "UCERT01" in told[0]["text"]
 
         kit.clock.advance(days=1)
