@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import make_url
@@ -16,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from bot.lessons.course import OrgProfile
 from bot.store.db import DEFAULT_URL
 
+TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 REPO_CONTENT = Path(__file__).resolve().parent.parent / "content"
 
 # Environment variable -> organisation setting, for the terminal and single-org installs.
@@ -67,17 +70,17 @@ class Settings(BaseModel):
     admin_aad_ids: str = ""
     # The schedule (issue 5): when lessons, reminders, digests and refreshers go out.
     default_timezone: str = "Europe/Copenhagen"
-    holiday_country: str = Field(default="DK", pattern=r"^[A-Z]{2}$")
-    lesson_time: str = Field(default="09:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-    digest_time: str = Field(default="08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-    reminder_workdays: str = Field(default="2,4,7", pattern=r"^\d+(,\d+)*$")
+    holiday_country: str = "DK"
+    lesson_time: str = "09:30"
+    digest_time: str = "08:00"
+    reminder_workdays: str = "2,4,7"
     refresher_days: int = Field(default=30, ge=1, le=365)
     with_worker: bool = False
-    worker_interval: float = Field(default=30, gt=0)
+    worker_interval: float = Field(default=30, gt=0, allow_inf_nan=False)
     worker_batch: int = Field(default=200, ge=1, le=5000)
     send_lease_seconds: int = Field(default=300, ge=10)
-    slack_send_rate: float = Field(default=5, gt=0)
-    teams_send_rate: float = Field(default=30, gt=0)
+    slack_send_rate: float = Field(default=5, gt=0, allow_inf_nan=False)
+    teams_send_rate: float = Field(default=30, gt=0, allow_inf_nan=False)
     # Evidence and data protection (issue 6).
     signing_key: str | None = None
     reflection_retention_days: int | None = Field(default=None, ge=1)
@@ -114,6 +117,29 @@ class Settings(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not a time zone name, e.g. Europe/Copenhagen") from None
+        return value
+
+    @field_validator("holiday_country", mode="before")
+    @classmethod
+    def _known_country(cls, value: object) -> object:
+        code = value.strip().upper() if isinstance(value, str) else value
+        if code not in holidays.list_supported_countries():
+            raise ValueError(f"{value!r} is not a country with known holidays; use a code like DK")
+        return code
+
+    @field_validator("lesson_time", "digest_time")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not TIME_OF_DAY.match(value):
+            raise ValueError(f"{value!r} is not a time of day; write HH:MM, e.g. 09:30")
+        return value
+
+    @field_validator("reminder_workdays")
+    @classmethod
+    def _workday_counts(cls, value: str) -> str:
+        parts = value.split(",")
+        if not all(part.strip().isdecimal() and int(part) > 0 for part in parts):
+            raise ValueError(f"{value!r} is not workdays after a lesson; write e.g. 2,4,7")
         return value
 
     @property

@@ -166,12 +166,14 @@ class Worker:
         self._housekept: date | None = None
         self._refreshed = -math.inf
         self._org_digest_to: list[int] = []
+        self.stop = asyncio.Event()
 
     # -- running ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick every WORKER_INTERVAL seconds until `stop` is set."""
         logger.info("worker %s started (%s)", self.name, ", ".join(self.messengers) or "no chat")
+        self.stop = stop
         while not stop.is_set():
             try:
                 await self.tick()
@@ -456,7 +458,7 @@ class Worker:
         if not self.messengers:
             return tally  # no platform to send to: leave every row for a worker that has one
         senders: dict[int, OrgSender] = {}
-        while True:
+        while not self.stop.is_set():
             busy = {org for org, sender in senders.items() if sender.full or sender.down}
             claimed = await self.claim(busy)
             if not claimed:
@@ -475,11 +477,11 @@ class Worker:
             await sender.close()
         return tally
 
-    @staticmethod
-    async def _until_room(senders: dict[int, OrgSender]) -> None:
-        """Wait until a full sender has room again, or a busy one has finished."""
+    async def _until_room(self, senders: dict[int, OrgSender]) -> None:
+        """Wait until a full sender has room again, a busy one has finished, or we stop."""
         waits = [s.room.wait() for s in senders.values() if s.full and not s.down]
         waits += [s.idle.wait() for s in senders.values() if not s.idle.is_set()]
+        waits.append(self.stop.wait())
         tasks = [asyncio.ensure_future(wait) for wait in waits]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -638,16 +640,34 @@ class OrgSender:
 
     async def _run(self) -> None:
         try:
-            while self.queue:
+            while self.queue and not self.worker.stop.is_set():
                 chunk, self.queue = self.queue[: self.chunk], self.queue[self.chunk :]
                 if len(self.queue) < self.capacity // 2:
                     self.room.set()
                 await self._send_chunk(chunk)
+            await self._hand_back()
         except Exception:
             logger.exception("sender of organisation %s failed", self.organisation_id)
         finally:
             self.idle.set()
             self.room.set()
+
+    async def _hand_back(self) -> None:
+        """Stopping: rows not yet begun go back at once, for the next worker to take over.
+
+        A row found "sending" stays so, to be looked up in the history before a resend.
+        """
+        chunk, self.queue = self.queue, []
+        now = self.worker.coach.clock()
+        results = [
+            Result(i.claimed.row.id, "sending", lease_until=now)
+            if i.claimed.was_sending
+            else Result(i.claimed.row.id, "planned")
+            for i in chunk
+        ]
+        await self.worker.record(results)
+        if results:
+            logger.info("organisation %s: %s sends handed back", self.organisation_id, len(results))
 
     async def _send_chunk(self, chunk: list[Outgoing]) -> None:
         if self.down:
@@ -838,8 +858,18 @@ class DailyComposer:
         if delivery is not None:
             return self._open_lesson(item, journey, delivery.delivered_at)
         if journey.next_lesson() is not None:
-            return "next"
+            return None if self._lesson_today(journey, item.row.day) else "next"
         return await self._final_steps(item, journey)
+
+    def _lesson_today(self, journey: Journey, day: date) -> bool:
+        """A lesson already arrived on this local day: at enrolment, or by `next` after a pause.
+
+        That one is the day's lesson; a second from the worker would break one-a-workday.
+        """
+        if not journey.deliveries:
+            return False
+        latest = max(delivery.delivered_at for delivery in journey.deliveries)
+        return schedule.local_day(latest, self._zone(journey)) == day
 
     def _open_lesson(self, item: Claimed, journey: Journey, delivered: datetime) -> Composed | None:
         row = item.row
@@ -870,12 +900,13 @@ class DailyComposer:
         return None
 
     def _workdays_since(self, journey: Journey, moment: datetime, day: date) -> int:
+        start = schedule.local_day(moment, self._zone(journey))
+        country = schedule.country(journey.organisation.settings, self.coach.settings)
+        return schedule.workdays_between(start, day, country)
+
+    def _zone(self, journey: Journey) -> str:
         settings = self.coach.settings
-        zone = schedule.zone_name(journey.person.timezone, journey.organisation.settings, settings)
-        start = schedule.local_day(moment, zone)
-        return schedule.workdays_between(
-            start, day, schedule.country(journey.organisation.settings, settings)
-        )
+        return schedule.zone_name(journey.person.timezone, journey.organisation.settings, settings)
 
 
 @dataclass

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
-from bot import schedule
+import pytest
+
+from bot import cli, schedule
 from bot.settings import Settings
 
 
@@ -46,3 +49,39 @@ def test_zone_and_time_fall_back_from_person_to_organisation_to_settings() -> No
     assert schedule.lesson_time(None, settings) == "09:30"
     assert schedule.parse_time("8.05") == "08:05"
     assert schedule.parse_time("25:00") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("LESSON_TIME", "25:00", "'25:00' is not a time of day; write HH:MM, e.g. 09:30"),
+        ("DIGEST_TIME", "8", "'8' is not a time of day"),
+        ("DEFAULT_TIMEZONE", "Mars/Base", "'Mars/Base' is not a time zone name"),
+        ("HOLIDAY_COUNTRY", "XX", "'XX' is not a country with known holidays; use a code like DK"),
+        ("REMINDER_WORKDAYS", "abc", "'abc' is not workdays after a lesson; write e.g. 2,4,7"),
+        ("REMINDER_WORKDAYS", "0,2", "'0,2' is not workdays after a lesson"),
+        ("SLACK_SEND_RATE", "0", "greater than 0"),
+        ("TEAMS_SEND_RATE", "inf", "finite number"),
+        ("WORKER_INTERVAL", "nan", "finite number"),
+    ],
+)
+def test_a_bad_schedule_setting_stops_every_command_with_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    value: str,
+    says: str,
+) -> None:
+    """Settings are read before any command starts (`db upgrade` here, as it ends by itself;
+    the worker would run on), so the worker and the server refuse them the same way."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    assert cli.main(["db", "upgrade"]) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert error == f"nis2-coach: setting {name}: {error.split(': ', 2)[2]}"
+    assert says in error and error.count("\n") == 1, error
+
+
+def test_a_lower_case_holiday_country_is_read_as_its_code() -> None:
+    assert Settings.from_env({"HOLIDAY_COUNTRY": "se"}).holiday_country == "SE"

@@ -139,3 +139,31 @@ async def test_daylight_saving_weeks_neither_skip_nor_double(
         autumn += [date(2027, 11, d) for d in (3, 4, 5)]
         assert lesson_days(kit, "UDST01", "Europe/Copenhagen")[len(spring) :] == autumn
         assert lesson_days(kit, "UDST02", "Europe/Copenhagen")[len(spring) :] == autumn
+
+
+async def test_a_lesson_taken_earlier_today_is_the_day_s_lesson(
+    course: Course, db: Database, settings: Settings
+) -> None:
+    """Enrolled (or back from a pause) after 09:30 and done with the lesson at once: the
+    worker sends nothing more that day, not even when the learner moves their time."""
+    start = datetime(2027, 1, 6, 11, 0, tzinfo=UTC)  # Wednesday, 12:00 in Copenhagen
+    async with worker_kit(course, db, settings, start) as kit:
+        person = await kit.learner("UEARLY")
+        enrolment = await kit.coach.current_enrolment(person)
+        await kit.coach.next(enrolment.id)  # the welcome lesson, or `next` after a pause
+        await kit.finish_open_lessons()
+        worker = kit.worker()
+        kit.clock.advance(minutes=10)
+        await worker.tick()
+        await kit.coach.set_lesson_time(enrolment.id, "08:00")
+        kit.clock.advance(minutes=10)
+        await worker.tick()
+        assert [m["text"] for m in kit.dms("UEARLY")] == []
+        assert [s.status for s in await kit.sends(person)] == ["skipped"]
+
+        for at in ("08:00", "09:30", "12:00"):  # Thursday: one lesson, at the new time
+            kit.clock.at(f"2027-01-07T{at}", "Europe/Copenhagen")
+            await worker.tick()
+        assert lesson_days(kit, "UEARLY", "Europe/Copenhagen") == [date(2027, 1, 7)]
+        times = {local(m, "Europe/Copenhagen").strftime("%H:%M") for m in kit.dms("UEARLY")}
+        assert times == {"08:00"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -253,7 +254,7 @@ async def test_refresher_starts_thirty_days_before_expiry_once(
         assert [(e.cycle, e.status) for e in await _enrolments(kit, later)] == [(1, "completed")]
         note = [m for m in kit.dms("UCERT01") if "runs out on 2 June 2027" in m["text"]]
         assert len(note) == 1
-        told = [m for m in kit.dms("UBOSS01") if "Refresher started for 1" in m["text"]]
+        told = [m for m in kit.dms("UBOSS01") if "runs out within a month (1): " in m["text"]]
         assert len(told) == 1 and "UCERT01" in told[0]["text"]
 
         kit.clock.advance(days=1)
@@ -420,3 +421,33 @@ async def test_housekeeping_deletes_reflection_texts_past_retention(
         async with kit.coach.db.session() as session:
             rows = (await session.execute(select(Reflection.lesson_id, Reflection.text))).all()
         assert sorted(rows) == [("new", "I would ring back."), ("old", None)]
+
+
+async def test_a_stopped_worker_ends_within_seconds_and_hands_its_rows_back(
+    course: Course, db: Database, settings: Settings
+) -> None:
+    """SIGTERM in the middle of a slow morning: the worker finishes what it has begun and
+    stops, instead of sending on for minutes; the rest goes at once to the next worker."""
+    async with worker_kit(course, db, settings, WEDNESDAY) as kit:
+        users = [f"USTOP{n:02d}" for n in range(60)]
+        for user_id in users:
+            await kit.learner(user_id)
+        stop = asyncio.Event()
+        running = asyncio.create_task(kit.worker(slack_send_rate=5.0).run(stop))
+        for _ in range(200):  # until the first messages have gone
+            if len(kit.fake.messages) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        stopped_at = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        assert time.monotonic() - stopped_at < 6  # sending all 120 messages takes 24 s
+
+        rows = await sent_rows(kit)
+        left = [row for row in rows if row.status != "sent"]
+        assert left and {row.status for row in left} == {"planned"}
+        assert all(row.lease_until is None for row in left)  # no lease to wait out
+        await kit.worker().tick()
+        assert [row.status for row in await sent_rows(kit)] == ["sent"] * len(users)
+        assert set(parts_by_key(kit).values()) == {1}
+        assert len(parts_by_key(kit)) == 2 * len(users)  # both parts of every lesson
