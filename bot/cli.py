@@ -501,11 +501,23 @@ async def run_report(args: argparse.Namespace, settings: Settings) -> int:
             print(f"nis2-coach: {lang.s(error.key, **error.values)}", file=sys.stderr)
             return EXIT_USAGE
         path = args.output or Path(reports.filename(scope, args.format, now))
+        problem = await asyncio.to_thread(reports.unwritable, path)
+        if problem is not None:
+            print(f"nis2-coach: {lang.s(problem, path=path, folder=path.parent)}", file=sys.stderr)
+            return EXIT_USAGE
         total = await evidence.count_people(app.db, scope)
         progress = reports.progress_printer(lang, total, sys.stderr)
-        people = await reports.write_file(
-            path, app.db, app.course, settings, scope, args.format, lang, now, progress
-        )
+        try:
+            people = await reports.write_file(
+                path, app.db, app.course, settings, scope, args.format, lang, now, progress
+            )
+        except OSError as error:
+            problem = error.strerror or str(error)
+            print(
+                f"nis2-coach: {lang.s('report.cli.cannot_write', path=path, problem=problem)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         actor = f"cli:{_login()}"
         await reports.record(app.db, now, scope, actor, [args.format], people=people)
     print(lang.s("report.cli.written", path=path, people=people))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -167,12 +168,28 @@ async def write_file(
 ) -> int:
     """Write the file beside its final name first, so a failed export leaves no half file."""
     partial = path.with_name(path.name + ".partial")
-    if fmt == "csv":
-        with partial.open("wb") as out:
-            people = await evidence.write_csv(out, db, course, scope, lang, now, progress)
-    else:
-        pack = await evidence_pdf.gather(db, course, scope, lang, now, settings, progress)
-        partial.write_bytes(await asyncio.to_thread(evidence_pdf.render, pack))
-        people = len(pack.people)
-    partial.replace(path)
+    try:
+        if fmt == "csv":
+            with partial.open("wb") as out:
+                people = await evidence.write_csv(out, db, course, scope, lang, now, progress)
+        else:
+            pack = await evidence_pdf.gather(db, course, scope, lang, now, settings, progress)
+            partial.write_bytes(await asyncio.to_thread(evidence_pdf.render, pack))
+            people = len(pack.people)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return people
+
+
+def unwritable(path: Path) -> str | None:
+    """The strings key saying why `path` cannot take the evidence pack; checked before the
+    work starts, so a long export never ends in an error."""
+    if not path.name or path.is_dir():
+        return "report.cli.output_is_folder"
+    if not path.parent.is_dir():
+        return "report.cli.output_no_folder"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "report.cli.output_not_writable"
+    return None

@@ -408,3 +408,26 @@ def test_a_pdf_with_many_teams_still_lays_out(course: Course) -> None:
         page.extract_text() for page in PdfReader(io.BytesIO(evidence_pdf.render(pack))).pages
     )
     assert "Team 000" in text and "Team 059" in text
+
+
+async def test_cli_report_to_a_place_it_cannot_write_says_so_and_audits_nothing(
+    clocked: Coach, course: Course, settings: Settings, tmp_path, capsys
+) -> None:
+    from bot import audit, cli
+
+    await build(clocked, course)
+    missing = tmp_path / "no-such-folder" / "evidence.csv"
+    assert await run_cli(settings, "--org", "acme", "--output", str(missing)) == cli.EXIT_USAGE
+    assert f"there is no folder {missing.parent}" in capsys.readouterr().err
+    argv = ["--org", "acme", "--format", "pdf", "--output", str(tmp_path)]
+    assert await run_cli(settings, *argv) == cli.EXIT_USAGE
+    assert f"{tmp_path} is a folder; give --output a file name" in capsys.readouterr().err
+    blocked = tmp_path / "evidence.csv"
+    (tmp_path / "evidence.csv.partial").mkdir()  # the file system refuses the write itself
+    assert await run_cli(settings, "--org", "acme", "--output", str(blocked)) == cli.EXIT_USAGE
+    assert f"Cannot write the evidence pack to {blocked}" in capsys.readouterr().err
+    assert not blocked.exists()
+
+    organisation = await evidence.find_organisation(clocked.db, "acme")
+    events = await audit.events(clocked.db, organisation.id)
+    assert not [event for event in events if event.action == "report"]
