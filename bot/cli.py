@@ -22,7 +22,7 @@ from bot import certificate as certificates
 from bot.app import DatabaseUnavailable, open_app
 from bot.lessons.loader import ContentError, load_course
 from bot.lessons.models import TRACKS
-from bot.settings import Settings, SettingsError
+from bot.settings import MAX_RETENTION_DAYS, Settings, SettingsError
 from bot.store.models import Certificate
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="data protection")
     data_commands = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     purge = data_commands.add_parser("purge", help="delete reflection texts past retention")
-    purge.add_argument("--days", type=int, help="default: REFLECTION_RETENTION_DAYS")
+    purge.add_argument(
+        "--days", type=_retention_days, help="1 to 36500 (default: REFLECTION_RETENTION_DAYS)"
+    )
 
     report = commands.add_parser("report", help="write the evidence pack (CSV or PDF)")
     report.add_argument("--org", help="organisation: its external id or name")
@@ -106,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--lang", choices=["da", "en"], help="language of the labels")
     report.add_argument("--output", type=Path, help="file to write (default: a dated name)")
     return parser
+
+
+def _retention_days(value: str) -> int:
+    """--days as a whole number of days that date arithmetic can handle."""
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of days from 1 to {MAX_RETENTION_DAYS}"
+        )
+    return days
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -237,3 +237,25 @@ async def test_a_purged_reflection_still_counts_as_submitted_and_a_skipped_one_d
     submitted_rows = await rows(coach, Reflection, privacy.SUBMITTED)
     assert "skipped-one" not in {row.lesson_id for row in submitted_rows}
     assert len(submitted_rows) == len(by_lesson) - 1
+
+
+@pytest.mark.parametrize("days", ["99999999999", "36501", "0", "-5", "abc"])
+def test_purge_refuses_a_number_of_days_out_of_range(days: str, capsys) -> None:
+    from bot.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["data", "purge", "--days", days])
+    assert stopped.value.code == 2
+    assert f"'{days}' is not a number of days from 1 to 36500" in capsys.readouterr().err
+
+
+def test_a_retention_setting_out_of_range_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("REFLECTION_RETENTION_DAYS", "99999999999")
+    assert main(["data", "purge"]) == 2
+    assert "REFLECTION_RETENTION_DAYS: Input should be less than or equal to 36500" in (
+        capsys.readouterr().err
+    )
