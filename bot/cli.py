@@ -346,8 +346,14 @@ async def run_verify_file(args: argparse.Namespace, settings: Settings) -> int:
         print(f"nis2-coach: {args.code}: not a readable JSON credential ({error})", file=sys.stderr)
         return EXIT_USAGE
     try:
+        key = credential.load_key(settings)
+    except credential.CredentialError as error:
+        # Our own setting is wrong, not the file: say so, and do not call the file invalid.
+        print(f"nis2-coach: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         checked = credential.check(document)
-        _check_signer(checked, settings)
+        _check_signer(checked, key)
     except credential.CredentialError as error:
         print(f"invalid: {error}")
         return EXIT_FAILED
@@ -363,9 +369,8 @@ async def run_verify_file(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if state == "valid" else EXIT_FAILED
 
 
-def _check_signer(checked: credential.Checked, settings: Settings) -> None:
+def _check_signer(checked: credential.Checked, key: Any) -> None:
     """With a key configured, only credentials signed by this installation are accepted."""
-    key = credential.load_key(settings)
     if key is None:
         print(
             "note: SIGNING_KEY is not set here, so the signature was checked against the key "

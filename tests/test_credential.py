@@ -338,3 +338,25 @@ def test_the_specifications_example_checks_and_signs_to_the_same_proof() -> None
     created = datetime(2023, 2, 24, 23, 36, 38, tzinfo=UTC)
     ours = credential.sign(SPEC_CREDENTIAL, key, created)
     assert ours["proof"]["proofValue"] == SPEC_PROOF_VALUE
+
+
+@pytest.mark.usefixtures("verify_env")
+async def test_a_signing_key_setting_that_is_no_key_is_a_setup_error_not_an_invalid_file(
+    coach: Coach,
+    course: Course,
+    key_file: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, path = await credential_file(coach, course, key_file, tmp_path)
+    monkeypatch.setenv("SIGNING_KEY", str(tmp_path / "missing.pem"))
+    assert await _run_cli(["certificate", "verify", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "SIGNING_KEY: cannot read" in captured.err and "invalid" not in captured.out
+    (tmp_path / "notes.pem").write_text("hello")
+    monkeypatch.setenv("SIGNING_KEY", str(tmp_path / "notes.pem"))
+    assert await _run_cli(["certificate", "verify", str(path)]) == 2
+    assert "not an unencrypted PEM private key" in capsys.readouterr().err
+    monkeypatch.setenv("SIGNING_KEY", str(key_file))
+    assert await _run_cli(["certificate", "verify", str(path)]) == 0
