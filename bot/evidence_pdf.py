@@ -42,6 +42,10 @@ from bot.store.models import AuditEvent
 ACCENT = colors.HexColor("#1f4e79")
 STRIPE = colors.HexColor("#eef3f8")
 CHART_MAX_HEIGHT = 150 * mm
+# The per-person table's 14 columns in mm, in a smaller font: each is as wide as the longest
+# word of its heading (Danish: "Kursusversion", "Refleksioner") or its widest value, so no
+# word is broken in the middle; names and teams wrap. Together they fill landscape A4.
+PEOPLE_WIDTHS = (26, 16, 16, 14, 14, 16, 16, 16, 47, 17, 14, 19, 16.5, 16.5)
 TABLE_CHUNK = 400  # rows per table: long tables split into several lay out much faster
 
 
@@ -125,6 +129,9 @@ def _styles() -> dict[str, ParagraphStyle]:
         "small": ParagraphStyle("small", body, fontSize=8, leading=10),
         "cell": ParagraphStyle("cell", body, fontSize=7, leading=8.5, spaceAfter=0),
         "head": ParagraphStyle("head", body, fontName=bold, fontSize=7, leading=8.5, spaceAfter=0),
+        "head_narrow": ParagraphStyle(
+            "head_narrow", body, fontName=bold, fontSize=6, leading=7.5, spaceAfter=0
+        ),
     }
 
 
@@ -142,19 +149,20 @@ def _table(
     rows: list[list[str]],
     widths: Sequence[float],
     wrapped: frozenset[int] | None = None,
+    narrow: bool = False,
 ) -> Table:
     """A striped table. Columns in `wrapped` (all by default) wrap as paragraphs; the others
     are plain strings, which reportlab lays out many times faster (dates, counts, codes).
     """
     columns = range(len(header))
     wrap = frozenset(columns) if wrapped is None else wrapped
-    data: list[list[Any]] = [[_p(text, "head") for text in header]]
+    data: list[list[Any]] = [[_p(text, "head_narrow" if narrow else "head") for text in header]]
     data += [[_p(t, "cell") if i in wrap else t for i, t in enumerate(row)] for row in rows]
     table = Table(data, colWidths=list(widths), repeatRows=1)
     style = [
         ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("FONT", (0, 1), (-1, -1), _fonts()[0], 6.5),
+        ("FONT", (0, 1), (-1, -1), _fonts()[0], 6 if narrow else 6.5),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("LEFTPADDING", (0, 0), (-1, -1), 2),
         ("RIGHTPADDING", (0, 0), (-1, -1), 2),
@@ -170,12 +178,13 @@ def _tables(
     rows: list[list[str]],
     widths: Sequence[float],
     wrapped: frozenset[int] | None = None,
+    narrow: bool = False,
 ) -> list[Any]:
     """Long tables as several, each with the header: reportlab lays small tables out faster."""
     if not rows:
-        return [_table(header, [], widths, wrapped)]
+        return [_table(header, [], widths, wrapped, narrow)]
     return [
-        _table(header, rows[start : start + TABLE_CHUNK], widths, wrapped)
+        _table(header, rows[start : start + TABLE_CHUNK], widths, wrapped, narrow)
         for start in range(0, len(rows), TABLE_CHUNK)
     ]
 
@@ -419,11 +428,10 @@ def _people(pack: Pack) -> list[Any]:
     ]
     header = [lang.s(f"report.column.{column}") for column in columns]
     rows = [_person(row, lang) for row in pack.people]
-    widths = [30, 22, 13, 17, 17, 13, 17, 14, 50, 17, 17, 11, 11, 12]
     return [
         _p(lang.s("report.people_heading"), "h1"),
         _p(lang.s("report.reflections_note"), "small"),
-        *_tables(header, rows, [width * mm for width in widths], frozenset({0, 1})),
+        *_tables(header, rows, [w * mm for w in PEOPLE_WIDTHS], frozenset({0, 1}), narrow=True),
     ]
 
 

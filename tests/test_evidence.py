@@ -431,3 +431,24 @@ async def test_cli_report_to_a_place_it_cannot_write_says_so_and_audits_nothing(
     organisation = await evidence.find_organisation(clocked.db, "acme")
     events = await audit.events(clocked.db, organisation.id)
     assert not [event for event in events if event.action == "report"]
+
+
+@pytest.mark.parametrize("language", ["da", "en"])
+async def test_the_per_person_table_breaks_no_heading_word_in_the_middle(
+    clocked: Coach, course: Course, settings: Settings, language: str
+) -> None:
+    acme = await build(clocked, course)
+    organisation = await evidence.find_organisation(clocked.db, "acme")
+    lang = course.language(language)
+    pdf = await evidence_pdf.build(
+        clocked.db, course, evidence.Scope(organisation), lang, clocked.clock(), settings
+    )
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
+    table = next(page for page in pages if lang.s("report.people_heading") in page)
+    words = set(table.split())
+    for column in ("lessons_done", "score", "certificate_status", "course_version", "reflections"):
+        heading = lang.s(f"report.column.{column}")
+        assert set(heading.split()) <= words, f"{heading!r} is broken inside a word"
+    for code in acme.codes.values():
+        assert code in words
+    assert lang.s("track.management") in words
