@@ -461,7 +461,7 @@ async def run_erase(args: argparse.Namespace, settings: Settings) -> int:
         person = people[0]
         question = (
             f"Erase the personal data of {person.name} ({person.platform_user_id}) in "
-            f"{organisation.name}? This cannot be undone. [y/N] "
+            f"{organisation.label}? This cannot be undone. [y/N] "
         )
         if not args.yes and not _confirmed(question):
             print("nothing erased")

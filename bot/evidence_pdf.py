@@ -202,8 +202,8 @@ def render(pack: Pack) -> bytes:
         rightMargin=14 * mm,
         topMargin=14 * mm,
         bottomMargin=14 * mm,
-        title=f"{lang.s('report.title')}: {pack.scope.organisation.name}",
-        author=pack.scope.organisation.name,
+        title=f"{lang.s('report.title')}: {pack.scope.organisation.label}",
+        author=pack.scope.organisation.label,
     )
     story = [
         *_front(pack),
@@ -240,7 +240,7 @@ def _front(pack: Pack) -> list[Any]:
         _p(
             lang.s(
                 "report.subtitle",
-                org=scope.organisation.name,
+                org=scope.organisation.label,
                 date=dates.format_date(pack.now, lang.code),
             ),
             "h2",

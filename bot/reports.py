@@ -64,7 +64,7 @@ async def record(
     db: Database, now: datetime, scope: Scope, actor: str, formats: list[str], **detail: Any
 ) -> None:
     """The report request in the audit log: who asked, for what scope and formats."""
-    target = scope.team.name if scope.team is not None else scope.organisation.name
+    target = scope.team.name if scope.team is not None else scope.organisation.label
     if scope.since is not None:
         detail["since"] = scope.since.isoformat()
     await audit.record(

@@ -452,3 +452,19 @@ async def test_the_per_person_table_breaks_no_heading_word_in_the_middle(
     for code in acme.codes.values():
         assert code in words
     assert lang.s("track.management") in words
+
+
+async def test_an_organisation_without_a_name_is_shown_by_its_id(
+    clocked: Coach, course: Course, settings: Settings, capsys
+) -> None:
+    from bot import cli
+
+    organisation = await clocked.organisation("console", "local", "")  # the terminal chat's
+    lang = course.language("en")
+    pdf = await evidence_pdf.build(
+        clocked.db, course, evidence.Scope(organisation), lang, clocked.clock(), settings
+    )
+    first = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    assert "\nlocal · produced " in first
+    assert await run_cli(settings, "--team", "Sales") == cli.EXIT_USAGE
+    assert "Organisation local has no team “Sales”" in capsys.readouterr().err
