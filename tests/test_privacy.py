@@ -259,3 +259,19 @@ def test_a_retention_setting_out_of_range_is_refused_at_start(
     assert "REFLECTION_RETENTION_DAYS: Input should be less than or equal to 36500" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.usefixtures("verify_env")
+async def test_erasure_finds_danish_and_other_non_ascii_names_in_any_case(
+    coach: Coach,
+    capsys,
+) -> None:
+    organisation = await coach.organisation("slack", "T0NORD", "Nordlys Økonomi")
+    await coach.person(organisation.id, "U1", "Søren Ærø")
+    await coach.person(organisation.id, "U2", "Дмитрий Иванов")
+    argv = ["person", "erase", "--org", "NORDLYS ØKONOMI", "--yes"]
+    assert await _run_cli([*argv, "Søren Ærø"]) == 0, capsys.readouterr().err
+    assert await _run_cli([*argv, "дмитрий иванов"]) == 0, capsys.readouterr().err
+    assert [p.name for p in await rows(coach, Person)] == ["(erased)", "(erased)"]
+    assert await _run_cli([*argv, "Søren Ærø"]) == 2
+    assert "nobody matches 'Søren Ærø'" in capsys.readouterr().err
