@@ -78,13 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         "code", metavar="CODE|FILE", help="a certificate code or a .json credential"
     )
     revoke = cert_commands.add_parser("revoke", help="withdraw a certificate, with a reason")
-    revoke.add_argument("code")
+    revoke.add_argument("code", metavar="CODE", help="the certificate's code, e.g. NIS2-7KQ2-…")
     revoke.add_argument("--reason", required=True, help="why (kept in the audit log)")
 
     keys = commands.add_parser("keys", help="the key that signs certificate credentials")
     key_commands = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     generate = key_commands.add_parser("generate", help="write a new Ed25519 private key")
-    generate.add_argument("--output", type=Path, default=Path("nis2-coach-signing-key.pem"))
+    generate.add_argument(
+        "--output",
+        type=Path,
+        default=Path("nis2-coach-signing-key.pem"),
+        help="file to write (default: nis2-coach-signing-key.pem; never overwritten)",
+    )
 
     person = commands.add_parser("person", help="a person's data")
     person_commands = person.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -424,8 +429,9 @@ async def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings) as app:
         found = await certificates.find(app.db, args.code)
         if found is None:
-            print(f"nis2-coach: no certificate {certificates.normalise_code(args.code)}")
-            return EXIT_FAILED
+            code = certificates.normalise_code(args.code)
+            print(f"nis2-coach: there is no certificate {code}; nothing revoked", file=sys.stderr)
+            return EXIT_USAGE
         now = app.coach.clock()
         certificate, changed = await certificates.revoke(app.db, found.id, reason, now)
         if changed:

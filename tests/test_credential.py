@@ -166,6 +166,8 @@ async def test_a_revoked_certificate_is_reported_revoked(
     assert await _run_cli(["certificate", "revoke", code, "--reason", "again"]) == 0
     assert "already revoked" in capsys.readouterr().out
     assert len(await audit.events(coach.db, stored.organisation_id)) == 1
+    assert await _run_cli(["certificate", "revoke", "NIS2-AAAA-BBBB", "--reason", "x"]) == 2
+    assert "there is no certificate NIS2-AAAA-BBBB; nothing revoked" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("verify_env")
