@@ -270,7 +270,7 @@ async def test_cli_report_writes_files_audits_and_refuses_bad_input(
 
     output = tmp_path / "evidence.csv"
     assert await run_cli(settings, "--org", "Acme A/S", "--output", str(output)) == cli.EXIT_OK
-    assert f"Evidence pack written to {output} (8 people)." in capsys.readouterr().out
+    assert f"Evidence pack written to {output} (people in it: 8)." in capsys.readouterr().out
     rows = list(csv.reader(io.StringIO(output.read_text("utf-8-sig"))))
     assert len(rows) == 9 and rows[7][0] == "Søren Ærø" and rows[8][0] == "Ulla Udmeldt"
 
@@ -468,3 +468,19 @@ async def test_an_organisation_without_a_name_is_shown_by_its_id(
     assert "\nlocal · produced " in first
     assert await run_cli(settings, "--team", "Sales") == cli.EXIT_USAGE
     assert "Organisation local has no team “Sales”" in capsys.readouterr().err
+
+
+async def test_the_report_of_one_person_reads_well(
+    clocked: Coach, course: Course, settings: Settings, tmp_path, capsys
+) -> None:
+    from bot import cli
+
+    organisation = await clocked.organisation("console", "local", "Nordlys")
+    person = await clocked.person(organisation.id, "ada", "Ada")
+    await clocked.enrol(person.id)
+    output = tmp_path / "one.pdf"
+    assert await run_cli(settings, "--format", "pdf", "--output", str(output)) == cli.EXIT_OK
+    assert f"Evidence pack written to {output} (people in it: 1)." in capsys.readouterr().out
+    first = PdfReader(output).pages[0].extract_text()
+    assert "Enrolled: 1 · completed: 0 (0 %) · in progress: " in first
+    assert "1 people" not in first
