@@ -5,6 +5,7 @@ coverage, every person, and the audit log. Layout only; the figures come from bo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import io
 from collections.abc import Sequence
@@ -46,7 +47,11 @@ CHART_MAX_HEIGHT = 150 * mm
 # word of its heading (Danish: "Kursusversion", "Refleksioner") or its widest value, so no
 # word is broken in the middle; names and teams wrap. Together they fill landscape A4.
 PEOPLE_WIDTHS = (26, 16, 16, 14, 14, 16, 16, 16, 47, 17, 14, 19, 16.5, 16.5)
-TABLE_CHUNK = 400  # rows per table: long tables split into several lay out much faster
+TABLE_CHUNK = 400
+# CERTIFICATE_FONT of the pack being drawn: names in scripts Vera and the system fonts lack.
+_EXTRA_FONT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "font", default=None
+)  # rows per table: long tables split into several lay out much faster
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Pack:
     people: list[Row]
     coverage: list[Coverage]
     events: list[AuditEvent]
+    font: str | None = None
 
 
 async def gather(
@@ -86,7 +92,8 @@ async def gather(
     since = evidence.since_moment(scope)
     events = await audit.events(db, scope.organisation.id, since)
     months = settings.certificate_valid_months
-    return Pack(scope, lang, course, now, months, summary, people, coverage, events)
+    font = str(settings.certificate_font) if settings.certificate_font else None
+    return Pack(scope, lang, course, now, months, summary, people, coverage, events, font)
 
 
 async def build(
@@ -140,7 +147,7 @@ def _p(text: str, style: str = "body") -> Paragraph:
     _, _, covered = _fonts()
     markup = escape(text)
     if any(ord(char) not in covered for char in text if not char.isspace()):
-        markup = f'<font face="{font_for(text)}">{markup}</font>'
+        markup = f'<font face="{font_for(text, _EXTRA_FONT.get())}">{markup}</font>'
     return Paragraph(markup, _styles()[style])
 
 
@@ -193,6 +200,7 @@ def _tables(
 
 
 def render(pack: Pack) -> bytes:
+    _EXTRA_FONT.set(pack.font)  # render runs in its own thread's context: no other PDF sees it
     buffer = io.BytesIO()
     lang = pack.lang
     document = SimpleDocTemplate(

@@ -484,3 +484,39 @@ async def test_the_report_of_one_person_reads_well(
     first = PdfReader(output).pages[0].extract_text()
     assert "Enrolled: 1 · completed: 0 (0 %) · in progress: " in first
     assert "1 people" not in first
+
+
+def _draws_chinese(fonts: tuple[str, ...]) -> bool:
+    from pathlib import Path
+
+    return any(Path(font).is_file() for font in fonts if "Fallback" in font or "CJK" in font)
+
+
+async def test_the_evidence_pdf_draws_names_with_the_certificate_font(
+    clocked: Coach, course: Course, settings: Settings
+) -> None:
+    from pathlib import Path
+
+    import matplotlib
+
+    from bot import certificate
+
+    if _draws_chinese(certificate.SYSTEM_FONTS):
+        pytest.skip("a system font here draws Chinese already")
+    font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+    organisation = await clocked.organisation("console", "local", "Nordlys")
+    person = await clocked.person(organisation.id, "wang", "王小明")
+    await clocked.enrol(person.id)
+
+    async def fonts(extra: Path | None) -> set[str]:
+        configured = settings.model_copy(update={"certificate_font": extra})
+        lang, scope = course.language("en"), evidence.Scope(organisation)
+        pdf = await evidence_pdf.build(clocked.db, course, scope, lang, clocked.clock(), configured)
+        names = set()
+        for page in PdfReader(io.BytesIO(pdf)).pages:
+            for item in page["/Resources"]["/Font"].values():
+                names.add(str(item.get_object()["/BaseFont"]))
+        return names
+
+    assert not any("DejaVuSans-Bold" in name for name in await fonts(None))
+    assert any("DejaVuSans-Bold" in name for name in await fonts(font))
