@@ -401,10 +401,9 @@ def _describe(certificate: Certificate | None) -> None:
     if certificate is not None:
         issued = dates.format_date(certificate.issued_at, "en")
         expires = dates.format_date(certificate.expires_at, "en")
-        print(
-            "  "
-            + ", ".join(filter(None, [certificate.learner_name, certificate.organisation_name]))
-        )
+        holder = ", ".join(filter(None, [certificate.learner_name, certificate.organisation_name]))
+        if holder:  # empty once the person's data was erased
+            print(f"  {holder}")
         print(
             f"  {certificate.course_title} {certificate.course_version}, score "
             f"{round(certificate.score * 100)} %, issued {issued}, expires {expires}"

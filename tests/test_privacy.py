@@ -275,3 +275,23 @@ async def test_erasure_finds_danish_and_other_non_ascii_names_in_any_case(
     assert [p.name for p in await rows(coach, Person)] == ["(erased)", "(erased)"]
     assert await _run_cli([*argv, "Søren Ærø"]) == 2
     assert "nobody matches 'Søren Ærø'" in capsys.readouterr().err
+
+
+def test_verify_prints_no_blank_holder_line_for_an_erased_person(capsys) -> None:
+    from bot.cli import _describe
+
+    moment = datetime(2026, 3, 1, tzinfo=UTC)
+    erased = Certificate(
+        learner_name="",
+        organisation_name="",
+        course_title="NIS2 Awareness",
+        course_version="1.0.0",
+        score=0.9,
+        issued_at=moment,
+        expires_at=moment + timedelta(days=365),
+    )
+    _describe(erased)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "  NIS2 Awareness 1.0.0, score 90 %, issued 1 March 2026, expires 1 March 2027"
+    ]
