@@ -137,7 +137,8 @@ async def cli_scope(db: Database, org: str | None, team: str | None, since: str 
     """The scope the command line asked for; ReportError when any part of it is wrong."""
     moment = parse_since(since)
     organisation = await evidence.find_organisation(db, org)
-    found = await evidence.find_team(db, organisation, team) if team else None
+    # An empty --team "" is a team name that matches nothing, never "the whole organisation".
+    found = await evidence.find_team(db, organisation, team) if team is not None else None
     return Scope(organisation, found, moment)
 
 

@@ -468,6 +468,8 @@ async def test_an_organisation_without_a_name_is_shown_by_its_id(
     assert "\nlocal · produced " in first
     assert await run_cli(settings, "--team", "Sales") == cli.EXIT_USAGE
     assert "Organisation local has no team “Sales”" in capsys.readouterr().err
+    assert await run_cli(settings, "--team", "") == cli.EXIT_USAGE
+    assert "Organisation local has no team “”" in capsys.readouterr().err
 
 
 async def test_the_report_of_one_person_reads_well(
