@@ -346,7 +346,7 @@ async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
 async def run_verify_file(args: argparse.Namespace, settings: Settings) -> int:
     """Check a credential file: its proof, the signer, then the certificate's status now."""
     try:
-        document = json.loads(await asyncio.to_thread(Path(args.code).read_bytes))
+        document = json.loads(await asyncio.to_thread(_read_small, Path(args.code)))
     except (OSError, ValueError) as error:
         print(f"nis2-coach: {args.code}: not a readable JSON credential ({error})", file=sys.stderr)
         return EXIT_USAGE
@@ -372,6 +372,17 @@ async def run_verify_file(args: argparse.Namespace, settings: Settings) -> int:
     print(state)
     _describe(certificate)
     return EXIT_OK if state == "valid" else EXIT_FAILED
+
+
+MAX_CREDENTIAL_BYTES = 1_000_000  # a credential is a few kilobytes; never read a huge file
+
+
+def _read_small(path: Path) -> bytes:
+    with path.open("rb") as file:
+        data = file.read(MAX_CREDENTIAL_BYTES + 1)
+    if len(data) > MAX_CREDENTIAL_BYTES:
+        raise ValueError(f"larger than {MAX_CREDENTIAL_BYTES:,} bytes")
+    return data
 
 
 def _check_signer(checked: credential.Checked, key: Any) -> None:

@@ -229,6 +229,9 @@ async def test_verify_names_a_file_that_is_not_a_credential(
     (tmp_path / "method.json").write_text(json.dumps(bad_method))
     assert await _run_cli(["certificate", "verify", str(tmp_path / "method.json")]) == 1
     assert "not an Ed25519 did:key" in capsys.readouterr().out
+    (tmp_path / "huge.json").write_bytes(b" " * 2_000_000 + b"{}")
+    assert await _run_cli(["certificate", "verify", str(tmp_path / "huge.json")]) == 2
+    assert "(larger than 1,000,000 bytes)" in capsys.readouterr().err
     (tmp_path / "plain.json").write_text('{"id": "x"}')
     assert await _run_cli(["certificate", "verify", str(tmp_path / "plain.json")]) == 1
     assert "there is no proof" in capsys.readouterr().out
