@@ -22,7 +22,7 @@ from bot import certificate as certificates
 from bot.app import DatabaseUnavailable, open_app
 from bot.lessons.loader import ContentError, load_course
 from bot.lessons.models import TRACKS
-from bot.settings import Settings, SettingsError
+from bot.settings import MAX_RETENTION_DAYS, Settings, SettingsError
 from bot.store.models import Certificate
 
 logger = logging.getLogger(__name__)
@@ -78,13 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         "code", metavar="CODE|FILE", help="a certificate code or a .json credential"
     )
     revoke = cert_commands.add_parser("revoke", help="withdraw a certificate, with a reason")
-    revoke.add_argument("code")
+    revoke.add_argument("code", metavar="CODE", help="the certificate's code, e.g. NIS2-7KQ2-…")
     revoke.add_argument("--reason", required=True, help="why (kept in the audit log)")
 
     keys = commands.add_parser("keys", help="the key that signs certificate credentials")
     key_commands = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     generate = key_commands.add_parser("generate", help="write a new Ed25519 private key")
-    generate.add_argument("--output", type=Path, default=Path("nis2-coach-signing-key.pem"))
+    generate.add_argument(
+        "--output",
+        type=Path,
+        default=Path("nis2-coach-signing-key.pem"),
+        help="file to write (default: nis2-coach-signing-key.pem; never overwritten)",
+    )
 
     person = commands.add_parser("person", help="a person's data")
     person_commands = person.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -96,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="data protection")
     data_commands = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     purge = data_commands.add_parser("purge", help="delete reflection texts past retention")
-    purge.add_argument("--days", type=int, help="default: REFLECTION_RETENTION_DAYS")
+    purge.add_argument(
+        "--days", type=_retention_days, help="1 to 36500 (default: REFLECTION_RETENTION_DAYS)"
+    )
 
     report = commands.add_parser("report", help="write the evidence pack (CSV or PDF)")
     report.add_argument("--org", help="organisation: its external id or name")
@@ -106,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--lang", choices=["da", "en"], help="language of the labels")
     report.add_argument("--output", type=Path, help="file to write (default: a dated name)")
     return parser
+
+
+def _retention_days(value: str) -> int:
+    """--days as a whole number of days that date arithmetic can handle."""
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of days from 1 to {MAX_RETENTION_DAYS}"
+        )
+    return days
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,13 +346,19 @@ async def run_verify(args: argparse.Namespace, settings: Settings) -> int:
 async def run_verify_file(args: argparse.Namespace, settings: Settings) -> int:
     """Check a credential file: its proof, the signer, then the certificate's status now."""
     try:
-        document = json.loads(await asyncio.to_thread(Path(args.code).read_bytes))
+        document = json.loads(await asyncio.to_thread(_read_small, Path(args.code)))
     except (OSError, ValueError) as error:
         print(f"nis2-coach: {args.code}: not a readable JSON credential ({error})", file=sys.stderr)
         return EXIT_USAGE
     try:
+        key = credential.load_key(settings)
+    except credential.CredentialError as error:
+        # Our own setting is wrong, not the file: say so, and do not call the file invalid.
+        print(f"nis2-coach: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         checked = credential.check(document)
-        _check_signer(checked, settings)
+        _check_signer(checked, key)
     except credential.CredentialError as error:
         print(f"invalid: {error}")
         return EXIT_FAILED
@@ -348,9 +374,19 @@ async def run_verify_file(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if state == "valid" else EXIT_FAILED
 
 
-def _check_signer(checked: credential.Checked, settings: Settings) -> None:
+MAX_CREDENTIAL_BYTES = 1_000_000  # a credential is a few kilobytes; never read a huge file
+
+
+def _read_small(path: Path) -> bytes:
+    with path.open("rb") as file:
+        data = file.read(MAX_CREDENTIAL_BYTES + 1)
+    if len(data) > MAX_CREDENTIAL_BYTES:
+        raise ValueError(f"larger than {MAX_CREDENTIAL_BYTES:,} bytes")
+    return data
+
+
+def _check_signer(checked: credential.Checked, key: Any) -> None:
     """With a key configured, only credentials signed by this installation are accepted."""
-    key = credential.load_key(settings)
     if key is None:
         print(
             "note: SIGNING_KEY is not set here, so the signature was checked against the key "
@@ -376,10 +412,9 @@ def _describe(certificate: Certificate | None) -> None:
     if certificate is not None:
         issued = dates.format_date(certificate.issued_at, "en")
         expires = dates.format_date(certificate.expires_at, "en")
-        print(
-            "  "
-            + ", ".join(filter(None, [certificate.learner_name, certificate.organisation_name]))
-        )
+        holder = ", ".join(filter(None, [certificate.learner_name, certificate.organisation_name]))
+        if holder:  # empty once the person's data was erased
+            print(f"  {holder}")
         print(
             f"  {certificate.course_title} {certificate.course_version}, score "
             f"{round(certificate.score * 100)} %, issued {issued}, expires {expires}"
@@ -404,8 +439,9 @@ async def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings) as app:
         found = await certificates.find(app.db, args.code)
         if found is None:
-            print(f"nis2-coach: no certificate {certificates.normalise_code(args.code)}")
-            return EXIT_FAILED
+            code = certificates.normalise_code(args.code)
+            print(f"nis2-coach: there is no certificate {code}; nothing revoked", file=sys.stderr)
+            return EXIT_USAGE
         now = app.coach.clock()
         certificate, changed = await certificates.revoke(app.db, found.id, reason, now)
         if changed:
@@ -441,7 +477,7 @@ async def run_erase(args: argparse.Namespace, settings: Settings) -> int:
         person = people[0]
         question = (
             f"Erase the personal data of {person.name} ({person.platform_user_id}) in "
-            f"{organisation.name}? This cannot be undone. [y/N] "
+            f"{organisation.label}? This cannot be undone. [y/N] "
         )
         if not args.yes and not _confirmed(question):
             print("nothing erased")
@@ -501,11 +537,23 @@ async def run_report(args: argparse.Namespace, settings: Settings) -> int:
             print(f"nis2-coach: {lang.s(error.key, **error.values)}", file=sys.stderr)
             return EXIT_USAGE
         path = args.output or Path(reports.filename(scope, args.format, now))
+        problem = await asyncio.to_thread(reports.unwritable, path)
+        if problem is not None:
+            print(f"nis2-coach: {lang.s(problem, path=path, folder=path.parent)}", file=sys.stderr)
+            return EXIT_USAGE
         total = await evidence.count_people(app.db, scope)
         progress = reports.progress_printer(lang, total, sys.stderr)
-        people = await reports.write_file(
-            path, app.db, app.course, settings, scope, args.format, lang, now, progress
-        )
+        try:
+            people = await reports.write_file(
+                path, app.db, app.course, settings, scope, args.format, lang, now, progress
+            )
+        except OSError as error:
+            problem = error.strerror or str(error)
+            print(
+                f"nis2-coach: {lang.s('report.cli.cannot_write', path=path, problem=problem)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         actor = f"cli:{_login()}"
         await reports.record(app.db, now, scope, actor, [args.format], people=people)
     print(lang.s("report.cli.written", path=path, people=people))

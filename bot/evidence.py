@@ -204,7 +204,7 @@ async def find_team(db: Database, organisation: Organisation, wanted: str) -> Te
     if len(found) != 1:
         choices = ", ".join(team.name for team in teams) or "-"
         raise ReportError(
-            "report.cli.unknown_team", org=organisation.name, team=wanted, choices=choices
+            "report.cli.unknown_team", org=organisation.label, team=wanted, choices=choices
         )
     return found[0]
 

@@ -5,6 +5,7 @@ coverage, every person, and the audit log. Layout only; the figures come from bo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import io
 from collections.abc import Sequence
@@ -42,7 +43,15 @@ from bot.store.models import AuditEvent
 ACCENT = colors.HexColor("#1f4e79")
 STRIPE = colors.HexColor("#eef3f8")
 CHART_MAX_HEIGHT = 150 * mm
-TABLE_CHUNK = 400  # rows per table: long tables split into several lay out much faster
+# The per-person table's 14 columns in mm, in a smaller font: each is as wide as the longest
+# word of its heading (Danish: "Kursusversion", "Refleksioner") or its widest value, so no
+# word is broken in the middle; names and teams wrap. Together they fill landscape A4.
+PEOPLE_WIDTHS = (26, 16, 16, 14, 14, 16, 16, 16, 47, 17, 14, 19, 16.5, 16.5)
+TABLE_CHUNK = 400
+# CERTIFICATE_FONT of the pack being drawn: names in scripts Vera and the system fonts lack.
+_EXTRA_FONT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "font", default=None
+)  # rows per table: long tables split into several lay out much faster
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Pack:
     people: list[Row]
     coverage: list[Coverage]
     events: list[AuditEvent]
+    font: str | None = None
 
 
 async def gather(
@@ -82,7 +92,8 @@ async def gather(
     since = evidence.since_moment(scope)
     events = await audit.events(db, scope.organisation.id, since)
     months = settings.certificate_valid_months
-    return Pack(scope, lang, course, now, months, summary, people, coverage, events)
+    font = str(settings.certificate_font) if settings.certificate_font else None
+    return Pack(scope, lang, course, now, months, summary, people, coverage, events, font)
 
 
 async def build(
@@ -125,6 +136,9 @@ def _styles() -> dict[str, ParagraphStyle]:
         "small": ParagraphStyle("small", body, fontSize=8, leading=10),
         "cell": ParagraphStyle("cell", body, fontSize=7, leading=8.5, spaceAfter=0),
         "head": ParagraphStyle("head", body, fontName=bold, fontSize=7, leading=8.5, spaceAfter=0),
+        "head_narrow": ParagraphStyle(
+            "head_narrow", body, fontName=bold, fontSize=6, leading=7.5, spaceAfter=0
+        ),
     }
 
 
@@ -133,7 +147,7 @@ def _p(text: str, style: str = "body") -> Paragraph:
     _, _, covered = _fonts()
     markup = escape(text)
     if any(ord(char) not in covered for char in text if not char.isspace()):
-        markup = f'<font face="{font_for(text)}">{markup}</font>'
+        markup = f'<font face="{font_for(text, _EXTRA_FONT.get())}">{markup}</font>'
     return Paragraph(markup, _styles()[style])
 
 
@@ -142,19 +156,20 @@ def _table(
     rows: list[list[str]],
     widths: Sequence[float],
     wrapped: frozenset[int] | None = None,
+    narrow: bool = False,
 ) -> Table:
     """A striped table. Columns in `wrapped` (all by default) wrap as paragraphs; the others
     are plain strings, which reportlab lays out many times faster (dates, counts, codes).
     """
     columns = range(len(header))
     wrap = frozenset(columns) if wrapped is None else wrapped
-    data: list[list[Any]] = [[_p(text, "head") for text in header]]
+    data: list[list[Any]] = [[_p(text, "head_narrow" if narrow else "head") for text in header]]
     data += [[_p(t, "cell") if i in wrap else t for i, t in enumerate(row)] for row in rows]
     table = Table(data, colWidths=list(widths), repeatRows=1)
     style = [
         ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("FONT", (0, 1), (-1, -1), _fonts()[0], 6.5),
+        ("FONT", (0, 1), (-1, -1), _fonts()[0], 6 if narrow else 6.5),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("LEFTPADDING", (0, 0), (-1, -1), 2),
         ("RIGHTPADDING", (0, 0), (-1, -1), 2),
@@ -170,12 +185,13 @@ def _tables(
     rows: list[list[str]],
     widths: Sequence[float],
     wrapped: frozenset[int] | None = None,
+    narrow: bool = False,
 ) -> list[Any]:
     """Long tables as several, each with the header: reportlab lays small tables out faster."""
     if not rows:
-        return [_table(header, [], widths, wrapped)]
+        return [_table(header, [], widths, wrapped, narrow)]
     return [
-        _table(header, rows[start : start + TABLE_CHUNK], widths, wrapped)
+        _table(header, rows[start : start + TABLE_CHUNK], widths, wrapped, narrow)
         for start in range(0, len(rows), TABLE_CHUNK)
     ]
 
@@ -184,6 +200,7 @@ def _tables(
 
 
 def render(pack: Pack) -> bytes:
+    _EXTRA_FONT.set(pack.font)  # render runs in its own thread's context: no other PDF sees it
     buffer = io.BytesIO()
     lang = pack.lang
     document = SimpleDocTemplate(
@@ -193,8 +210,8 @@ def render(pack: Pack) -> bytes:
         rightMargin=14 * mm,
         topMargin=14 * mm,
         bottomMargin=14 * mm,
-        title=f"{lang.s('report.title')}: {pack.scope.organisation.name}",
-        author=pack.scope.organisation.name,
+        title=f"{lang.s('report.title')}: {pack.scope.organisation.label}",
+        author=pack.scope.organisation.label,
     )
     story = [
         *_front(pack),
@@ -231,7 +248,7 @@ def _front(pack: Pack) -> list[Any]:
         _p(
             lang.s(
                 "report.subtitle",
-                org=scope.organisation.name,
+                org=scope.organisation.label,
                 date=dates.format_date(pack.now, lang.code),
             ),
             "h2",
@@ -419,11 +436,10 @@ def _people(pack: Pack) -> list[Any]:
     ]
     header = [lang.s(f"report.column.{column}") for column in columns]
     rows = [_person(row, lang) for row in pack.people]
-    widths = [30, 22, 13, 17, 17, 13, 17, 14, 50, 17, 17, 11, 11, 12]
     return [
         _p(lang.s("report.people_heading"), "h1"),
         _p(lang.s("report.reflections_note"), "small"),
-        *_tables(header, rows, [width * mm for width in widths], frozenset({0, 1})),
+        *_tables(header, rows, [w * mm for w in PEOPLE_WIDTHS], frozenset({0, 1}), narrow=True),
     ]
 
 

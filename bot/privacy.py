@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import downloads
@@ -145,28 +145,37 @@ class Erased:
 
 
 async def find_people(db: Database, organisation_id: int, who: str) -> list[Person]:
-    """People of an organisation by platform user id, else by email, else by name."""
+    """People of an organisation by platform user id, else by email, else by name.
+
+    Compared with Python's casefold: SQLite's lower() folds only A-Z, so "Søren Ærø" would
+    never match itself there. Only (id, value) pairs are read; erasure is rare.
+    """
     wanted = who.strip().casefold()
     async with db.session() as session:
         for column in (Person.platform_user_id, Person.email, Person.name):
-            query = select(Person).where(
+            query = select(Person.id, column).where(
                 Person.organisation_id == organisation_id,
                 Person.erased_at.is_(None),
-                func.lower(column) == wanted,
+                column.is_not(None),
             )
-            found = await _all(session, query.order_by(Person.id))
-            if found:
-                return found
+            rows = (await session.execute(query.order_by(Person.id))).all()
+            ids = [row[0] for row in rows if row[1].strip().casefold() == wanted]
+            if ids:
+                found = select(Person).where(Person.id.in_(ids)).order_by(Person.id)
+                return await _all(session, found)
     return []
 
 
 async def find_organisations(db: Database, org: str) -> list[Organisation]:
-    """Organisations by id, platform id (workspace or tenant) or name."""
-    conditions = [Organisation.external_id == org, func.lower(Organisation.name) == org.casefold()]
-    if org.isdigit():
-        conditions.append(Organisation.id == int(org))
+    """Organisations by id, platform id (workspace or tenant) or name (any case, any script)."""
+    wanted = org.strip().casefold()
     async with db.session() as session:
-        return await _all(session, select(Organisation).where(or_(*conditions)))
+        known = await _all(session, select(Organisation).order_by(Organisation.id))
+    return [
+        o
+        for o in known
+        if org in (o.external_id, str(o.id)) or (o.name and o.name.casefold() == wanted)
+    ]
 
 
 async def erase(db: Database, person_id: int, now: datetime) -> Erased:

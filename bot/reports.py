@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ async def record(
     db: Database, now: datetime, scope: Scope, actor: str, formats: list[str], **detail: Any
 ) -> None:
     """The report request in the audit log: who asked, for what scope and formats."""
-    target = scope.team.name if scope.team is not None else scope.organisation.name
+    target = scope.team.name if scope.team is not None else scope.organisation.label
     if scope.since is not None:
         detail["since"] = scope.since.isoformat()
     await audit.record(
@@ -136,7 +137,8 @@ async def cli_scope(db: Database, org: str | None, team: str | None, since: str 
     """The scope the command line asked for; ReportError when any part of it is wrong."""
     moment = parse_since(since)
     organisation = await evidence.find_organisation(db, org)
-    found = await evidence.find_team(db, organisation, team) if team else None
+    # An empty --team "" is a team name that matches nothing, never "the whole organisation".
+    found = await evidence.find_team(db, organisation, team) if team is not None else None
     return Scope(organisation, found, moment)
 
 
@@ -167,12 +169,28 @@ async def write_file(
 ) -> int:
     """Write the file beside its final name first, so a failed export leaves no half file."""
     partial = path.with_name(path.name + ".partial")
-    if fmt == "csv":
-        with partial.open("wb") as out:
-            people = await evidence.write_csv(out, db, course, scope, lang, now, progress)
-    else:
-        pack = await evidence_pdf.gather(db, course, scope, lang, now, settings, progress)
-        partial.write_bytes(await asyncio.to_thread(evidence_pdf.render, pack))
-        people = len(pack.people)
-    partial.replace(path)
+    try:
+        if fmt == "csv":
+            with partial.open("wb") as out:
+                people = await evidence.write_csv(out, db, course, scope, lang, now, progress)
+        else:
+            pack = await evidence_pdf.gather(db, course, scope, lang, now, settings, progress)
+            partial.write_bytes(await asyncio.to_thread(evidence_pdf.render, pack))
+            people = len(pack.people)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return people
+
+
+def unwritable(path: Path) -> str | None:
+    """The strings key saying why `path` cannot take the evidence pack; checked before the
+    work starts, so a long export never ends in an error."""
+    if not path.name or path.is_dir():
+        return "report.cli.output_is_folder"
+    if not path.parent.is_dir():
+        return "report.cli.output_no_folder"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "report.cli.output_not_writable"
+    return None

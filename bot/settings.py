@@ -35,6 +35,9 @@ ORG_ENV = {
 }
 
 
+MAX_RETENTION_DAYS = 36_500
+
+
 class SettingsError(Exception):
     """A setting has a value the product cannot use; the message says which and why."""
 
@@ -83,7 +86,8 @@ class Settings(BaseModel):
     teams_send_rate: float = Field(default=30, gt=0, allow_inf_nan=False)
     # Evidence and data protection (issue 6).
     signing_key: str | None = None
-    reflection_retention_days: int | None = Field(default=None, ge=1)
+    # At most a century: longer periods overflow date arithmetic and mean 'keep them' anyway.
+    reflection_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -166,6 +166,8 @@ async def test_a_revoked_certificate_is_reported_revoked(
     assert await _run_cli(["certificate", "revoke", code, "--reason", "again"]) == 0
     assert "already revoked" in capsys.readouterr().out
     assert len(await audit.events(coach.db, stored.organisation_id)) == 1
+    assert await _run_cli(["certificate", "revoke", "NIS2-AAAA-BBBB", "--reason", "x"]) == 2
+    assert "there is no certificate NIS2-AAAA-BBBB; nothing revoked" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("verify_env")
@@ -227,6 +229,9 @@ async def test_verify_names_a_file_that_is_not_a_credential(
     (tmp_path / "method.json").write_text(json.dumps(bad_method))
     assert await _run_cli(["certificate", "verify", str(tmp_path / "method.json")]) == 1
     assert "not an Ed25519 did:key" in capsys.readouterr().out
+    (tmp_path / "huge.json").write_bytes(b" " * 2_000_000 + b"{}")
+    assert await _run_cli(["certificate", "verify", str(tmp_path / "huge.json")]) == 2
+    assert "(larger than 1,000,000 bytes)" in capsys.readouterr().err
     (tmp_path / "plain.json").write_text('{"id": "x"}')
     assert await _run_cli(["certificate", "verify", str(tmp_path / "plain.json")]) == 1
     assert "there is no proof" in capsys.readouterr().out
@@ -338,3 +343,25 @@ def test_the_specifications_example_checks_and_signs_to_the_same_proof() -> None
     created = datetime(2023, 2, 24, 23, 36, 38, tzinfo=UTC)
     ours = credential.sign(SPEC_CREDENTIAL, key, created)
     assert ours["proof"]["proofValue"] == SPEC_PROOF_VALUE
+
+
+@pytest.mark.usefixtures("verify_env")
+async def test_a_signing_key_setting_that_is_no_key_is_a_setup_error_not_an_invalid_file(
+    coach: Coach,
+    course: Course,
+    key_file: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, path = await credential_file(coach, course, key_file, tmp_path)
+    monkeypatch.setenv("SIGNING_KEY", str(tmp_path / "missing.pem"))
+    assert await _run_cli(["certificate", "verify", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "SIGNING_KEY: cannot read" in captured.err and "invalid" not in captured.out
+    (tmp_path / "notes.pem").write_text("hello")
+    monkeypatch.setenv("SIGNING_KEY", str(tmp_path / "notes.pem"))
+    assert await _run_cli(["certificate", "verify", str(path)]) == 2
+    assert "not an unencrypted PEM private key" in capsys.readouterr().err
+    monkeypatch.setenv("SIGNING_KEY", str(key_file))
+    assert await _run_cli(["certificate", "verify", str(path)]) == 0

@@ -270,7 +270,7 @@ async def test_cli_report_writes_files_audits_and_refuses_bad_input(
 
     output = tmp_path / "evidence.csv"
     assert await run_cli(settings, "--org", "Acme A/S", "--output", str(output)) == cli.EXIT_OK
-    assert f"Evidence pack written to {output} (8 people)." in capsys.readouterr().out
+    assert f"Evidence pack written to {output} (people in it: 8)." in capsys.readouterr().out
     rows = list(csv.reader(io.StringIO(output.read_text("utf-8-sig"))))
     assert len(rows) == 9 and rows[7][0] == "Søren Ærø" and rows[8][0] == "Ulla Udmeldt"
 
@@ -408,3 +408,117 @@ def test_a_pdf_with_many_teams_still_lays_out(course: Course) -> None:
         page.extract_text() for page in PdfReader(io.BytesIO(evidence_pdf.render(pack))).pages
     )
     assert "Team 000" in text and "Team 059" in text
+
+
+async def test_cli_report_to_a_place_it_cannot_write_says_so_and_audits_nothing(
+    clocked: Coach, course: Course, settings: Settings, tmp_path, capsys
+) -> None:
+    from bot import audit, cli
+
+    await build(clocked, course)
+    missing = tmp_path / "no-such-folder" / "evidence.csv"
+    assert await run_cli(settings, "--org", "acme", "--output", str(missing)) == cli.EXIT_USAGE
+    assert f"there is no folder {missing.parent}" in capsys.readouterr().err
+    argv = ["--org", "acme", "--format", "pdf", "--output", str(tmp_path)]
+    assert await run_cli(settings, *argv) == cli.EXIT_USAGE
+    assert f"{tmp_path} is a folder; give --output a file name" in capsys.readouterr().err
+    blocked = tmp_path / "evidence.csv"
+    (tmp_path / "evidence.csv.partial").mkdir()  # the file system refuses the write itself
+    assert await run_cli(settings, "--org", "acme", "--output", str(blocked)) == cli.EXIT_USAGE
+    assert f"Cannot write the evidence pack to {blocked}" in capsys.readouterr().err
+    assert not blocked.exists()
+
+    organisation = await evidence.find_organisation(clocked.db, "acme")
+    events = await audit.events(clocked.db, organisation.id)
+    assert not [event for event in events if event.action == "report"]
+
+
+@pytest.mark.parametrize("language", ["da", "en"])
+async def test_the_per_person_table_breaks_no_heading_word_in_the_middle(
+    clocked: Coach, course: Course, settings: Settings, language: str
+) -> None:
+    acme = await build(clocked, course)
+    organisation = await evidence.find_organisation(clocked.db, "acme")
+    lang = course.language(language)
+    pdf = await evidence_pdf.build(
+        clocked.db, course, evidence.Scope(organisation), lang, clocked.clock(), settings
+    )
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
+    table = next(page for page in pages if lang.s("report.people_heading") in page)
+    words = set(table.split())
+    for column in ("lessons_done", "score", "certificate_status", "course_version", "reflections"):
+        heading = lang.s(f"report.column.{column}")
+        assert set(heading.split()) <= words, f"{heading!r} is broken inside a word"
+    for code in acme.codes.values():
+        assert code in words
+    assert lang.s("track.management") in words
+
+
+async def test_an_organisation_without_a_name_is_shown_by_its_id(
+    clocked: Coach, course: Course, settings: Settings, capsys
+) -> None:
+    from bot import cli
+
+    organisation = await clocked.organisation("console", "local", "")  # the terminal chat's
+    lang = course.language("en")
+    pdf = await evidence_pdf.build(
+        clocked.db, course, evidence.Scope(organisation), lang, clocked.clock(), settings
+    )
+    first = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    assert "\nlocal · produced " in first
+    assert await run_cli(settings, "--team", "Sales") == cli.EXIT_USAGE
+    assert "Organisation local has no team “Sales”" in capsys.readouterr().err
+    assert await run_cli(settings, "--team", "") == cli.EXIT_USAGE
+    assert "Organisation local has no team “”" in capsys.readouterr().err
+
+
+async def test_the_report_of_one_person_reads_well(
+    clocked: Coach, course: Course, settings: Settings, tmp_path, capsys
+) -> None:
+    from bot import cli
+
+    organisation = await clocked.organisation("console", "local", "Nordlys")
+    person = await clocked.person(organisation.id, "ada", "Ada")
+    await clocked.enrol(person.id)
+    output = tmp_path / "one.pdf"
+    assert await run_cli(settings, "--format", "pdf", "--output", str(output)) == cli.EXIT_OK
+    assert f"Evidence pack written to {output} (people in it: 1)." in capsys.readouterr().out
+    first = PdfReader(output).pages[0].extract_text()
+    assert "Enrolled: 1 · completed: 0 (0 %) · in progress: " in first
+    assert "1 people" not in first
+
+
+def _draws_chinese(fonts: tuple[str, ...]) -> bool:
+    from pathlib import Path
+
+    return any(Path(font).is_file() for font in fonts if "Fallback" in font or "CJK" in font)
+
+
+async def test_the_evidence_pdf_draws_names_with_the_certificate_font(
+    clocked: Coach, course: Course, settings: Settings
+) -> None:
+    from pathlib import Path
+
+    import matplotlib
+
+    from bot import certificate
+
+    if _draws_chinese(certificate.SYSTEM_FONTS):
+        pytest.skip("a system font here draws Chinese already")
+    font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+    organisation = await clocked.organisation("console", "local", "Nordlys")
+    person = await clocked.person(organisation.id, "wang", "王小明")
+    await clocked.enrol(person.id)
+
+    async def fonts(extra: Path | None) -> set[str]:
+        configured = settings.model_copy(update={"certificate_font": extra})
+        lang, scope = course.language("en"), evidence.Scope(organisation)
+        pdf = await evidence_pdf.build(clocked.db, course, scope, lang, clocked.clock(), configured)
+        names = set()
+        for page in PdfReader(io.BytesIO(pdf)).pages:
+            for item in page["/Resources"]["/Font"].values():
+                names.add(str(item.get_object()["/BaseFont"]))
+        return names
+
+    assert not any("DejaVuSans-Bold" in name for name in await fonts(None))
+    assert any("DejaVuSans-Bold" in name for name in await fonts(font))

@@ -237,3 +237,61 @@ async def test_a_purged_reflection_still_counts_as_submitted_and_a_skipped_one_d
     submitted_rows = await rows(coach, Reflection, privacy.SUBMITTED)
     assert "skipped-one" not in {row.lesson_id for row in submitted_rows}
     assert len(submitted_rows) == len(by_lesson) - 1
+
+
+@pytest.mark.parametrize("days", ["99999999999", "36501", "0", "-5", "abc"])
+def test_purge_refuses_a_number_of_days_out_of_range(days: str, capsys) -> None:
+    from bot.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["data", "purge", "--days", days])
+    assert stopped.value.code == 2
+    assert f"'{days}' is not a number of days from 1 to 36500" in capsys.readouterr().err
+
+
+def test_a_retention_setting_out_of_range_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("REFLECTION_RETENTION_DAYS", "99999999999")
+    assert main(["data", "purge"]) == 2
+    assert "REFLECTION_RETENTION_DAYS: Input should be less than or equal to 36500" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.usefixtures("verify_env")
+async def test_erasure_finds_danish_and_other_non_ascii_names_in_any_case(
+    coach: Coach,
+    capsys,
+) -> None:
+    organisation = await coach.organisation("slack", "T0NORD", "Nordlys Økonomi")
+    await coach.person(organisation.id, "U1", "Søren Ærø")
+    await coach.person(organisation.id, "U2", "Дмитрий Иванов")
+    argv = ["person", "erase", "--org", "NORDLYS ØKONOMI", "--yes"]
+    assert await _run_cli([*argv, "Søren Ærø"]) == 0, capsys.readouterr().err
+    assert await _run_cli([*argv, "дмитрий иванов"]) == 0, capsys.readouterr().err
+    assert [p.name for p in await rows(coach, Person)] == ["(erased)", "(erased)"]
+    assert await _run_cli([*argv, "Søren Ærø"]) == 2
+    assert "nobody matches 'Søren Ærø'" in capsys.readouterr().err
+
+
+def test_verify_prints_no_blank_holder_line_for_an_erased_person(capsys) -> None:
+    from bot.cli import _describe
+
+    moment = datetime(2026, 3, 1, tzinfo=UTC)
+    erased = Certificate(
+        learner_name="",
+        organisation_name="",
+        course_title="NIS2 Awareness",
+        course_version="1.0.0",
+        score=0.9,
+        issued_at=moment,
+        expires_at=moment + timedelta(days=365),
+    )
+    _describe(erased)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "  NIS2 Awareness 1.0.0, score 90 %, issued 1 March 2026, expires 1 March 2027"
+    ]

@@ -70,6 +70,11 @@ class Organisation(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    @property
+    def label(self) -> str:
+        """The name to show people; the terminal chat's organisation may have none."""
+        return self.name or self.external_id
+
 
 class Person(Base):
     __tablename__ = "people"
